@@ -7,14 +7,26 @@ dtype and need not be contiguous; integer outputs are int64. Every invalid input
 Identifiers must pack into 64 bits: sum(ceil(log2(size))) over the levels <= 64.
 """
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
+__all__ = [
+    "IdentifierTrie",
+    "SiitError",
+    "__version__",
+    "assign_unique",
+    "disambiguate",
+    "group_duplicates",
+]
 __version__: str
 
 class SiitError(ValueError):
     """Invalid input to the siit core."""
 
+@final
 class IdentifierTrie:
     """All valid identifiers of a catalogue, as a prefix trie.
 
@@ -22,7 +34,7 @@ class IdentifierTrie:
     codes in lexicographic order; depth 0 is the root, depth L the identifiers themselves.
     """
 
-    def __init__(self, codes: npt.ArrayLike, codebook_sizes: npt.ArrayLike) -> None:
+    def __new__(cls, codes: npt.ArrayLike, codebook_sizes: npt.ArrayLike) -> Self:
         """Builds the trie of `codes` (n, L); item i is row i.
 
         Raises SiitError when two items share an identifier (the message names both), when a

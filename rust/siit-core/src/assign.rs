@@ -8,7 +8,8 @@
 //!    pairs the stable matching is unique and equals the greedy one, but it needs no global
 //!    sort of all n*k pairs and touches each pair at most once.
 //! 2. Repair: from every item still without a candidate, in item order, a breadth-first search
-//!    for an augmenting path (shortest first, best score gain among the shortest). A failed
+//!    for augmenting paths, taking the best score gain among those within a few layers of the
+//!    shortest (a longer path can cost less: it may move items to near-equal choices). A failed
 //!    search's tree can never be part of a later augmenting path, so it is retired for good;
 //!    the result is a maximum matching, and no unassigned item is left with a free candidate.
 //! 3. Fallback, in item order: the free identifier sharing the longest prefix with the item's
@@ -49,6 +50,10 @@ pub struct Candidates<'a> {
     pub k: usize,
 }
 
+/// Once an augmenting path is found, the search looks this many layers further for a better one,
+const EXTRA_LAYERS: u32 = 8;
+/// ... as long as it has reached fewer keys than this.
+const EXTRA_KEYS: usize = 4096;
 /// Items whose search found nothing are listed up to this many in error messages.
 const LISTED_ITEMS: usize = 10;
 
@@ -59,23 +64,39 @@ pub fn assign_unique(
     reserved: &[i64],
     fallback: Fallback,
 ) -> Result<Assignment> {
-    let Candidates { codes, scores, n, k } = candidates;
+    let Candidates {
+        codes,
+        scores,
+        n,
+        k,
+    } = candidates;
     let layout = Layout::new(codebook_sizes)?;
     let levels = layout.levels();
     if n == 0 {
         bail!(Shape, "candidates has no items (n = 0)");
     }
     if k == 0 {
-        bail!(Shape, "candidates has no candidates per item (k = 0); every item needs at least one");
+        bail!(
+            Shape,
+            "candidates has no candidates per item (k = 0); every item needs at least one"
+        );
     }
     if codes.len() != n * k * levels {
         bail!(Shape, "candidates must have shape (n, k, {levels}) to match codebook_sizes, got {} values for n = {n}, k = {k}", codes.len());
     }
     if scores.len() != n * k {
-        bail!(Shape, "scores must have shape (n, k) = ({n}, {k}) like candidates, got {} values", scores.len());
+        bail!(
+            Shape,
+            "scores must have shape (n, k) = ({n}, {k}) like candidates, got {} values",
+            scores.len()
+        );
     }
     if reserved.len() % levels != 0 {
-        bail!(Shape, "reserved must have shape (m, {levels}) to match codebook_sizes, got {} values", reserved.len());
+        bail!(
+            Shape,
+            "reserved must have shape (m, {levels}) to match codebook_sizes, got {} values",
+            reserved.len()
+        );
     }
     let m = reserved.len() / levels;
     let capacity = layout.capacity_below(0);
@@ -89,7 +110,10 @@ pub fn assign_unique(
     let keys = layout.pack_rows_labelled(codes, n * k, levels, "candidates", |r| {
         format!("candidates[{}, {}]", r / k, r % k)
     })?;
-    if let Some(bad) = scores.par_iter().position_first(|s| s.is_nan() || *s == f64::INFINITY) {
+    if let Some(bad) = scores
+        .par_iter()
+        .position_first(|s| s.is_nan() || *s == f64::INFINITY)
+    {
         bail!(
             Value,
             "scores[{}, {}] is {}; scores must be finite, or -inf for an unusable candidate",
@@ -113,13 +137,26 @@ pub fn assign_unique(
             "{} of {n} items cannot receive any of their candidates without a collision (items \
              {shown:?}{}); pass fallback=\"nearest\" to give them the nearest free identifier",
             unmatched.len(),
-            if unmatched.len() > LISTED_ITEMS { ", ..." } else { "" }
+            if unmatched.len() > LISTED_ITEMS {
+                ", ..."
+            } else {
+                ""
+            }
         );
     }
     if !unmatched.is_empty() {
-        let mut used: Vec<u64> = state.holder.keys().copied().chain(reserved_set.iter().copied()).collect();
+        let mut used: Vec<u64> = state
+            .holder
+            .keys()
+            .copied()
+            .chain(reserved_set.iter().copied())
+            .collect();
         used.par_sort_unstable();
-        let mut space = FreeSpace { layout: &layout, used, taken: BTreeSet::new() };
+        let mut space = FreeSpace {
+            layout: &layout,
+            used,
+            taken: BTreeSet::new(),
+        };
         for &i in &unmatched {
             let key = space.nearest_free(keys[i * k]);
             space.taken.insert(key);
@@ -128,8 +165,13 @@ pub fn assign_unique(
     }
 
     let mut out = vec![0i64; n * levels];
-    out.par_chunks_mut(levels).zip(state.key.par_iter()).for_each(|(row, &key)| layout.unpack(key, row));
-    Ok(Assignment { codes: out, rank: state.rank })
+    out.par_chunks_mut(levels)
+        .zip(state.key.par_iter())
+        .for_each(|(row, &key)| layout.unpack(key, row));
+    Ok(Assignment {
+        codes: out,
+        rank: state.rank,
+    })
 }
 
 fn distinct_reserved(layout: &Layout, reserved_keys: &[u64]) -> Result<FxHashSet<u64>> {
@@ -176,7 +218,12 @@ impl Preferences {
                 }
                 let row = &mut row[..len];
                 // Scores hold no NaN (checked), so partial_cmp is total here.
-                row.sort_by(|&a, &b| scores[b as usize].partial_cmp(&scores[a as usize]).unwrap().then(a.cmp(&b)));
+                row.sort_by(|&a, &b| {
+                    scores[b as usize]
+                        .partial_cmp(&scores[a as usize])
+                        .unwrap()
+                        .then(a.cmp(&b))
+                });
                 // Keep the best occurrence of an identifier listed twice by the same item.
                 let mut kept = 0;
                 for p in 0..row.len() {
@@ -285,9 +332,10 @@ struct Search {
 }
 
 impl Search {
-    /// Breadth-first search from `root` for the shortest augmenting path, best gain among the
-    /// shortest; applies it and returns true, or returns false with the explored tree left in
-    /// `self.items` / `self.keys`.
+    /// Breadth-first search from `root` for an augmenting path; applies the one with the best
+    /// score gain among those found and returns true, or returns false with the explored tree
+    /// left in `self.items` / `self.keys`. After the first free key the search goes on for a
+    /// few more layers (bounded), since a longer path can displace items more cheaply.
     #[allow(clippy::too_many_arguments)]
     fn augment_from(
         &mut self,
@@ -306,6 +354,8 @@ impl Search {
         self.gain.insert(root as u32, 0.0);
         let mut layer_start = 0;
         let mut layer = 0u32;
+        // Best free key so far: (key, path gain, layer found).
+        let mut best: Option<(u64, f64, u32)> = None;
         loop {
             let layer_end = self.items.len();
             let mut found: Vec<u64> = Vec::new();
@@ -320,40 +370,60 @@ impl Search {
                     let gain = base + scores[u * k + j as usize];
                     match self.keys.entry(key) {
                         Entry::Vacant(slot) => {
-                            slot.insert(Reached { gain, from: u as u32, rank: j, layer });
+                            slot.insert(Reached {
+                                gain,
+                                from: u as u32,
+                                rank: j,
+                                layer,
+                            });
                             found.push(key);
                         }
                         Entry::Occupied(mut slot) => {
                             let seen = slot.get_mut();
                             if seen.layer == layer && gain > seen.gain {
-                                *seen = Reached { gain, from: u as u32, rank: j, layer };
+                                *seen = Reached {
+                                    gain,
+                                    from: u as u32,
+                                    rank: j,
+                                    layer,
+                                };
                             }
                         }
                     }
                 }
             }
-            if found.is_empty() {
-                return false;
-            }
-            let mut best: Option<(u64, f64)> = None;
             for &key in &found {
                 if !m.holder.contains_key(&key) {
                     let gain = self.keys[&key].gain;
-                    if best.is_none_or(|(_, g)| gain > g) {
-                        best = Some((key, gain));
+                    if best.is_none_or(|(_, g, _)| gain > g) {
+                        best = Some((key, gain, layer));
                     }
                 }
             }
-            if let Some((free, _)) = best {
-                self.flip(free, m);
-                return true;
+            let done = match best {
+                None => found.is_empty(),
+                Some((_, _, first)) => {
+                    found.is_empty()
+                        || layer >= first + EXTRA_LAYERS
+                        || self.keys.len() >= EXTRA_KEYS
+                }
+            };
+            if done {
+                return match best {
+                    Some((free, _, _)) => {
+                        self.flip(free, m);
+                        true
+                    }
+                    None => false,
+                };
             }
             for &key in &found {
-                let h = m.holder[&key];
-                let reached = self.keys[&key];
-                let held = scores[h as usize * k + m.rank[h as usize] as usize];
-                self.gain.insert(h, reached.gain - held);
-                self.items.push(h);
+                if let Some(&h) = m.holder.get(&key) {
+                    let reached = self.keys[&key];
+                    let held = scores[h as usize * k + m.rank[h as usize] as usize];
+                    self.gain.insert(h, reached.gain - held);
+                    self.items.push(h);
+                }
             }
             layer_start = layer_end;
             layer += 1;
@@ -388,7 +458,8 @@ struct FreeSpace<'a> {
 
 impl FreeSpace<'_> {
     fn used_in(&self, lo: u64, hi: u64) -> u128 {
-        let fixed = self.used.partition_point(|&x| x <= hi) - self.used.partition_point(|&x| x < lo);
+        let fixed =
+            self.used.partition_point(|&x| x <= hi) - self.used.partition_point(|&x| x < lo);
         (fixed + self.taken.range(lo..=hi).count()) as u128
     }
 
@@ -401,7 +472,10 @@ impl FreeSpace<'_> {
     /// smallest among those. The capacity check up front guarantees one exists.
     fn nearest_free(&self, target: u64) -> u64 {
         let levels = self.layout.levels();
-        let depth = (0..=levels).rev().find(|&d| self.has_free(target, d)).expect("capacity checked");
+        let depth = (0..=levels)
+            .rev()
+            .find(|&d| self.has_free(target, d))
+            .expect("capacity checked");
         // Every free identifier under this prefix shares exactly `depth` codes with the target:
         // take the smallest by descending into the first child that still has room.
         let (mut key, _) = self.layout.prefix_range(target, depth);

@@ -3,6 +3,7 @@
 
 use crate::error::{bail, Result};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The codebook sizes of an identifier space and how its codes pack into a `u64`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,16 +26,32 @@ fn bits_for(size: u64) -> u32 {
 impl Layout {
     /// Validates codebook sizes (at least one level, every size >= 1, total width <= 64 bits).
     pub fn new(codebook_sizes: &[i64]) -> Result<Self> {
+        if let Some(level) = codebook_sizes.iter().position(|&s| s < 1) {
+            bail!(
+                Value,
+                "codebook_sizes[{level}] = {}: every codebook needs at least one code",
+                codebook_sizes[level]
+            );
+        }
+        let sizes: Vec<u64> = codebook_sizes.iter().map(|&s| s as u64).collect();
+        Self::from_sizes(&sizes)
+    }
+
+    /// [`Layout::new`] for sizes that may exceed `i64::MAX` (up to `2^64 - 1`).
+    pub fn from_sizes(codebook_sizes: &[u64]) -> Result<Self> {
         if codebook_sizes.is_empty() {
-            bail!(Shape, "codebook_sizes is empty: identifiers need at least one level (L >= 1)");
+            bail!(
+                Shape,
+                "codebook_sizes is empty: identifiers need at least one level (L >= 1)"
+            );
         }
-        let mut sizes = Vec::with_capacity(codebook_sizes.len());
-        for (level, &size) in codebook_sizes.iter().enumerate() {
-            if size < 1 {
-                bail!(Value, "codebook_sizes[{level}] = {size}: every codebook needs at least one code");
-            }
-            sizes.push(size as u64);
+        if let Some(level) = codebook_sizes.iter().position(|&s| s < 1) {
+            bail!(
+                Value,
+                "codebook_sizes[{level}] = 0: every codebook needs at least one code"
+            );
         }
+        let sizes = codebook_sizes.to_vec();
         let bits: Vec<u32> = sizes.iter().map(|&s| bits_for(s)).collect();
         let total: u32 = bits.iter().sum();
         if total > 64 {
@@ -108,7 +125,11 @@ impl Layout {
     /// Code of `key` at `level`.
     #[inline]
     pub fn code(&self, key: u64, level: usize) -> u64 {
-        let mask = if self.bits[level] == 64 { u64::MAX } else { (1u64 << self.bits[level]) - 1 };
+        let mask = if self.bits[level] == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits[level]) - 1
+        };
         (key >> self.low[level + 1]) & mask
     }
 
@@ -155,27 +176,41 @@ impl Layout {
         if width == 0 {
             return Ok(vec![0; rows]);
         }
-        let keys: Vec<std::result::Result<u64, (usize, i64)>> =
-            data.par_chunks_exact(width).map(|row| self.pack_prefix(row)).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for (row, key) in keys.into_iter().enumerate() {
-            match key {
-                Ok(k) => out.push(k),
-                Err((level, code)) => bail!(
-                    Value,
-                    "{arg}: code {code} in {} at level {level} is outside codebook {level} of \
-                     size {} (valid codes are 0..={})",
-                    label(row),
-                    self.sizes[level],
-                    self.sizes[level] - 1
-                ),
-            }
+        let mut keys = vec![0u64; rows];
+        let failed = AtomicBool::new(false);
+        keys.par_iter_mut()
+            .zip(data.par_chunks_exact(width))
+            .for_each(|(key, codes)| match self.pack_prefix(codes) {
+                Ok(k) => *key = k,
+                Err(_) => failed.store(true, Ordering::Relaxed),
+            });
+        if !failed.into_inner() {
+            return Ok(keys);
         }
-        Ok(out)
+        // Error path only: find the first bad row sequentially, so the message is deterministic.
+        let (row, (level, code)) = data
+            .chunks_exact(width)
+            .enumerate()
+            .find_map(|(row, codes)| self.pack_prefix(codes).err().map(|e| (row, e)))
+            .expect("some row failed to pack");
+        bail!(
+            Value,
+            "{arg}: code {code} in {} at level {level} is outside codebook {level} of size {} \
+             (valid codes are 0..={})",
+            label(row),
+            self.sizes[level],
+            self.sizes[level] - 1
+        )
     }
 
     /// [`Layout::pack_rows_labelled`] with rows named `row {i}`.
-    pub fn pack_rows(&self, data: &[i64], rows: usize, width: usize, arg: &str) -> Result<Vec<u64>> {
+    pub fn pack_rows(
+        &self,
+        data: &[i64],
+        rows: usize,
+        width: usize,
+        arg: &str,
+    ) -> Result<Vec<u64>> {
         self.pack_rows_labelled(data, rows, width, arg, |r| format!("row {r}"))
     }
 
@@ -226,7 +261,10 @@ mod tests {
     #[test]
     fn rejects_bad_sizes() {
         assert!(matches!(Layout::new(&[]), Err(crate::Error::Shape(_))));
-        assert!(Layout::new(&[256, 0]).unwrap_err().to_string().contains("codebook_sizes[1] = 0"));
+        assert!(Layout::new(&[256, 0])
+            .unwrap_err()
+            .to_string()
+            .contains("codebook_sizes[1] = 0"));
         let wide = Layout::new(&[1 << 40, 1 << 30]).unwrap_err().to_string();
         assert!(wide.contains("70 bits"), "{wide}");
     }
@@ -234,7 +272,10 @@ mod tests {
     #[test]
     fn pack_rows_reports_first_bad_row() {
         let layout = Layout::new(&[4, 4]).unwrap();
-        let err = layout.pack_rows(&[0, 1, 2, 9, -1, 0], 3, 2, "codes").unwrap_err().to_string();
+        let err = layout
+            .pack_rows(&[0, 1, 2, 9, -1, 0], 3, 2, "codes")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("code 9 in row 1 at level 1"), "{err}");
     }
 }

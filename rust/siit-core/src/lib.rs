@@ -9,6 +9,9 @@ pub mod layout;
 mod sort;
 pub mod trie;
 
+#[cfg(test)]
+mod tests;
+
 pub use assign::{assign_unique, Assignment, Candidates, Fallback};
 pub use duplicates::{disambiguate, group_duplicates, Groups};
 pub use error::{Error, Result};

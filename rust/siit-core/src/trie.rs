@@ -32,6 +32,8 @@ pub struct IdentifierTrie {
     codes: Vec<Vec<u64>>,
     /// Dense `(N_t, size_t)` child tables for small levels: child node id or `NONE`.
     dense: Vec<Option<Vec<u32>>>,
+    /// For the same levels, the `(N_t, size_t)` allowed masks, so a mask row is one copy.
+    dense_masks: Vec<Option<Vec<bool>>>,
     /// Item index of every depth-`L` node.
     leaf_items: Vec<u32>,
 }
@@ -62,13 +64,20 @@ impl IdentifierTrie {
         let layout = Layout::new(codebook_sizes)?;
         let levels = layout.levels();
         if n == 0 {
-            bail!(Shape, "codes has no rows: a trie needs at least one identifier");
+            bail!(
+                Shape,
+                "codes has no rows: a trie needs at least one identifier"
+            );
         }
         if codes.len() != n * levels {
             bail!(Shape, "codes must have shape (n, {levels}) to match codebook_sizes, got {} values for {n} rows", codes.len());
         }
         if n >= u32::MAX as usize {
-            bail!(Capacity, "codes has {n} rows; at most {} items are supported", u32::MAX - 1);
+            bail!(
+                Capacity,
+                "codes has {n} rows; at most {} items are supported",
+                u32::MAX - 1
+            );
         }
         let keys = layout.pack_rows(codes, n, levels, "codes")?;
         let sorted = sort_keys(&keys, layout.total_bits());
@@ -89,7 +98,11 @@ impl IdentifierTrie {
         let mut prefixes: Vec<u64> = sorted.keys;
         for t in (0..levels).rev() {
             let bits = layout.bits(t);
-            let code_mask = if bits == 0 { 0 } else { u64::MAX >> (64 - bits) };
+            let code_mask = if bits == 0 {
+                0
+            } else {
+                u64::MAX >> (64 - bits)
+            };
             child_codes[t] = prefixes.par_iter().map(|&p| p & code_mask).collect();
             let mut parents = Vec::new();
             let mut offs = Vec::new();
@@ -111,11 +124,13 @@ impl IdentifierTrie {
             offsets,
             codes: child_codes,
             dense: vec![None; levels],
+            dense_masks: vec![None; levels],
             leaf_items: sorted.rows,
         };
         for t in 0..levels {
             if trie.num_nodes(t) as u128 * trie.layout.size(t) as u128 <= INTERNAL_DENSE_ENTRIES {
                 trie.dense[t] = Some(trie.dense_children(t, NONE, |c| c));
+                trie.dense_masks[t] = Some(trie.dense_children(t, false, |_| true));
             }
         }
         Ok(trie)
@@ -141,7 +156,12 @@ impl IdentifierTrie {
     }
 
     /// Row-major `(N_t, size_t)` table of child node ids, `none` where a code has no child.
-    fn dense_children<T: Copy + Send>(&self, t: usize, none: T, id: impl Fn(u32) -> T + Sync) -> Vec<T> {
+    fn dense_children<T: Copy + Send>(
+        &self,
+        t: usize,
+        none: T,
+        id: impl Fn(u32) -> T + Sync,
+    ) -> Vec<T> {
         let size = self.layout.size(t) as usize;
         let mut table = vec![none; self.num_nodes(t) * size];
         table.par_chunks_mut(size).enumerate().for_each(|(u, row)| {
@@ -159,9 +179,14 @@ impl IdentifierTrie {
             let c = table[u as usize * self.layout.size(t) as usize + code as usize];
             return (c != NONE).then_some(c);
         }
-        let (start, end) = (self.offsets[t][u as usize] as usize, self.offsets[t][u as usize + 1] as usize);
+        let (start, end) = (
+            self.offsets[t][u as usize] as usize,
+            self.offsets[t][u as usize + 1] as usize,
+        );
         let kids = &self.codes[t][start..end];
-        kids.binary_search(&code).ok().map(|pos| (start + pos) as u32)
+        kids.binary_search(&code)
+            .ok()
+            .map(|pos| (start + pos) as u32)
     }
 
     /// Node of the right-aligned prefix `key` of `depth` codes, if that prefix exists.
@@ -172,7 +197,11 @@ impl IdentifierTrie {
         for t in 0..depth {
             shift -= self.layout.bits(t);
             let bits = self.layout.bits(t);
-            let code = if bits == 0 { 0 } else { (key >> shift) & (u64::MAX >> (64 - bits)) };
+            let code = if bits == 0 {
+                0
+            } else {
+                (key >> shift) & (u64::MAX >> (64 - bits))
+            };
             u = self.child(t, u, code)?;
         }
         Some(u)
@@ -183,13 +212,20 @@ impl IdentifierTrie {
     pub fn lookup(&self, codes: &[i64], rows: usize) -> Result<Vec<i64>> {
         let levels = self.layout.levels();
         if codes.len() != rows * levels {
-            bail!(Shape, "codes must have shape (b, {levels}), got {} values for {rows} rows", codes.len());
+            bail!(
+                Shape,
+                "codes must have shape (b, {levels}), got {} values for {rows} rows",
+                codes.len()
+            );
         }
         let keys = self.layout.pack_rows(codes, rows, levels, "codes")?;
         Ok(keys
             .par_iter()
             .with_min_len(ROWS_PER_TASK)
-            .map(|&k| self.node_of(k, levels).map_or(-1, |leaf| self.leaf_items[leaf as usize] as i64))
+            .map(|&k| {
+                self.node_of(k, levels)
+                    .map_or(-1, |leaf| self.leaf_items[leaf as usize] as i64)
+            })
             .collect())
     }
 
@@ -206,7 +242,11 @@ impl IdentifierTrie {
             );
         }
         if prefixes.len() != rows * t {
-            bail!(Shape, "prefixes must have shape (b, {t}), got {} values for {rows} rows", prefixes.len());
+            bail!(
+                Shape,
+                "prefixes must have shape (b, {t}), got {} values for {rows} rows",
+                prefixes.len()
+            );
         }
         let keys = self.layout.pack_rows(prefixes, rows, t, "prefixes")?;
         let size = self.layout.size(t);
@@ -220,8 +260,16 @@ impl IdentifierTrie {
             .with_min_len(ROWS_PER_TASK)
             .zip(keys.par_iter().with_min_len(ROWS_PER_TASK))
             .for_each(|(row, &key)| {
-                if let Some(u) = self.node_of(key, t) {
-                    let (start, end) = (self.offsets[t][u as usize] as usize, self.offsets[t][u as usize + 1] as usize);
+                let Some(u) = self.node_of(key, t) else {
+                    return;
+                };
+                if let Some(masks) = &self.dense_masks[t] {
+                    row.copy_from_slice(&masks[u as usize * size..(u as usize + 1) * size]);
+                } else {
+                    let (start, end) = (
+                        self.offsets[t][u as usize] as usize,
+                        self.offsets[t][u as usize + 1] as usize,
+                    );
                     for &code in &self.codes[t][start..end] {
                         row[code as usize] = true;
                     }
@@ -239,14 +287,25 @@ impl IdentifierTrie {
             codebook_sizes: self.layout.sizes().iter().map(|&s| s as i64).collect(),
             num_nodes: (0..=levels).map(|d| self.num_nodes(d) as i64).collect(),
             max_children: (0..levels)
-                .map(|t| self.offsets[t].windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as i64)
+                .map(|t| {
+                    self.offsets[t]
+                        .windows(2)
+                        .map(|w| w[1] - w[0])
+                        .max()
+                        .unwrap_or(0) as i64
+                })
                 .collect(),
             offsets: self.offsets.iter().map(|o| widen(o)).collect(),
-            codes: self.codes.iter().map(|c| c.par_iter().map(|&x| x as i64).collect()).collect(),
+            codes: self
+                .codes
+                .iter()
+                .map(|c| c.par_iter().map(|&x| x as i64).collect())
+                .collect(),
             dense: (0..levels)
                 .map(|t| {
                     let entries = self.num_nodes(t) as u128 * self.layout.size(t) as u128;
-                    (entries <= dense_limit as u128).then(|| self.dense_children(t, -1i64, |c| c as i64))
+                    (entries <= dense_limit as u128)
+                        .then(|| self.dense_children(t, -1i64, |c| c as i64))
                 })
                 .collect(),
             leaf_items: widen(&self.leaf_items),

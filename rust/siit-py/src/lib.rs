@@ -4,9 +4,8 @@
 //! (a `ValueError`).
 
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn,
-    PyUntypedArray,
-    PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
+    PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -73,8 +72,14 @@ fn as_array<'py, T: numpy::Element>(
     let kind = untyped.dtype().kind();
     let dtype_name = untyped.dtype().str()?.to_string();
     if !kinds.contains(&kind) {
-        let wanted = if kinds.contains(&b'f') { "a real-valued" } else { "an integer" };
-        return Err(bad(format!("{arg} must be {wanted} array {expected}, got dtype {dtype_name}")));
+        let wanted = if kinds.contains(&b'f') {
+            "a real-valued"
+        } else {
+            "an integer"
+        };
+        return Err(bad(format!(
+            "{arg} must be {wanted} array {expected}, got dtype {dtype_name}"
+        )));
     }
     if untyped.ndim() != ndim {
         return Err(bad(format!(
@@ -82,11 +87,17 @@ fn as_array<'py, T: numpy::Element>(
             describe_shape(untyped.shape())
         )));
     }
-    if kind == b'u' && untyped.dtype().itemsize() == 8 && untyped.len() > 0 {
+    if kind == b'u'
+        && !kinds.contains(&b'f')
+        && untyped.dtype().itemsize() == 8
+        && untyped.len() > 0
+    {
         // uint64 values above 2^63 - 1 would wrap on conversion to int64.
         let max: u64 = untyped.call_method0("max")?.extract()?;
         if max > i64::MAX as u64 {
-            return Err(bad(format!("{arg} holds the value {max}, which does not fit in int64")));
+            return Err(bad(format!(
+                "{arg} holds the value {max}, which does not fit in int64"
+            )));
         }
     }
     let typed = np
@@ -94,19 +105,33 @@ fn as_array<'py, T: numpy::Element>(
         .cast_into::<PyArrayDyn<T>>()
         .map_err(|e| bad(format!("{arg}: {e}")))?;
     let shape = typed.shape().to_vec();
-    let data = typed.try_readonly().map_err(|e| bad(format!("{arg}: {e}")))?;
+    let data = typed
+        .try_readonly()
+        .map_err(|e| bad(format!("{arg}: {e}")))?;
     Ok(Array { data, shape })
 }
 
-fn int_array<'py>(obj: &Bound<'py, PyAny>, arg: &str, ndim: usize, expected: &str) -> PyResult<Array<'py, i64>> {
+fn int_array<'py>(
+    obj: &Bound<'py, PyAny>,
+    arg: &str,
+    ndim: usize,
+    expected: &str,
+) -> PyResult<Array<'py, i64>> {
     as_array::<i64>(obj, arg, ndim, expected, b"iu")
 }
 
 fn read_sizes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
-    Ok(int_array(obj, "codebook_sizes", 1, "of shape (L,)")?.as_slice().to_vec())
+    Ok(int_array(obj, "codebook_sizes", 1, "of shape (L,)")?
+        .as_slice()
+        .to_vec())
 }
 
-fn matrix<'py>(py: Python<'py>, data: Vec<i64>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyArray2<i64>>> {
+fn matrix<'py>(
+    py: Python<'py>,
+    data: Vec<i64>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
     data.into_pyarray(py).reshape([rows, cols])
 }
 
@@ -119,7 +144,11 @@ struct IdentifierTrie {
 #[pymethods]
 impl IdentifierTrie {
     #[new]
-    fn new(py: Python<'_>, codes: &Bound<'_, PyAny>, codebook_sizes: &Bound<'_, PyAny>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        codes: &Bound<'_, PyAny>,
+        codebook_sizes: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
         let sizes = read_sizes(codebook_sizes)?;
         let codes = int_array(codes, "codes", 2, "of shape (n, L)")?;
         if codes.shape[1] != sizes.len() {
@@ -131,7 +160,9 @@ impl IdentifierTrie {
             )));
         }
         let (data, n) = (codes.as_slice(), codes.shape[0]);
-        let inner = py.detach(|| core::IdentifierTrie::new(data, n, &sizes)).map_err(to_py)?;
+        let inner = py
+            .detach(|| core::IdentifierTrie::new(data, n, &sizes))
+            .map_err(to_py)?;
         Ok(Self { inner })
     }
 
@@ -147,7 +178,13 @@ impl IdentifierTrie {
 
     #[getter]
     fn codebook_sizes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        let sizes: Vec<i64> = self.inner.layout().sizes().iter().map(|&s| s as i64).collect();
+        let sizes: Vec<i64> = self
+            .inner
+            .layout()
+            .sizes()
+            .iter()
+            .map(|&s| s as i64)
+            .collect();
         sizes.into_pyarray(py)
     }
 
@@ -157,10 +194,18 @@ impl IdentifierTrie {
 
     fn __repr__(&self) -> String {
         let layout = self.inner.layout();
-        format!("IdentifierTrie(n_items={}, codebook_sizes={:?})", self.inner.n_items(), layout.sizes())
+        format!(
+            "IdentifierTrie(n_items={}, codebook_sizes={:?})",
+            self.inner.n_items(),
+            layout.sizes()
+        )
     }
 
-    fn lookup<'py>(&self, py: Python<'py>, codes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        codes: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let levels = self.inner.layout().levels();
         let codes = int_array(codes, "codes", 2, &format!("of shape (b, {levels})"))?;
         if codes.shape[1] != levels {
@@ -174,35 +219,61 @@ impl IdentifierTrie {
         Ok(items.into_pyarray(py))
     }
 
-    fn allowed_mask<'py>(&self, py: Python<'py>, prefixes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<bool>>> {
+    fn allowed_mask<'py>(
+        &self,
+        py: Python<'py>,
+        prefixes: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<bool>>> {
         let prefixes = int_array(prefixes, "prefixes", 2, "of shape (b, t)")?;
         let (rows, t) = (prefixes.shape[0], prefixes.shape[1]);
         let data = prefixes.as_slice();
-        let mask = py.detach(|| self.inner.allowed_mask(data, rows, t)).map_err(to_py)?;
-        let size = if rows == 0 { self.inner.layout().size(t) as usize } else { mask.len() / rows };
+        let mask = py
+            .detach(|| self.inner.allowed_mask(data, rows, t))
+            .map_err(to_py)?;
+        let size = if rows == 0 {
+            self.inner.layout().size(t) as usize
+        } else {
+            mask.len() / rows
+        };
         mask.into_pyarray(py).reshape([rows, size])
     }
 
-    #[pyo3(signature = (dense_limit = 1 << 22))]
-    fn tables<'py>(&self, py: Python<'py>, dense_limit: i64) -> PyResult<Bound<'py, PyDict>> {
-        if dense_limit < 0 {
-            return Err(bad(format!("dense_limit must be >= 0, got {dense_limit}")));
-        }
-        let tables = py.detach(|| self.inner.tables(dense_limit as u64));
+    #[pyo3(signature = (dense_limit = None), text_signature = "(self, dense_limit=4194304)")]
+    fn tables<'py>(
+        &self,
+        py: Python<'py>,
+        dense_limit: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let dense_limit: u64 = match dense_limit.map(|d| d.extract::<i128>()) {
+            None => 1 << 22,
+            Some(Ok(limit)) if limit >= 0 => limit.min(u64::MAX as i128) as u64,
+            Some(Ok(limit)) => return Err(bad(format!("dense_limit must be >= 0, got {limit}"))),
+            Some(Err(_)) => {
+                return Err(bad("dense_limit must be a non-negative integer".to_string()))
+            }
+        };
+        let tables = py.detach(|| self.inner.tables(dense_limit));
         let out = PyDict::new(py);
         out.set_item("codebook_sizes", tables.codebook_sizes.into_pyarray(py))?;
         out.set_item("num_nodes", tables.num_nodes.into_pyarray(py))?;
         out.set_item("max_children", tables.max_children.into_pyarray(py))?;
         out.set_item("leaf_items", tables.leaf_items.into_pyarray(py))?;
         let sizes = self.inner.layout().sizes().to_vec();
-        for (t, ((offsets, codes), dense)) in
-            tables.offsets.into_iter().zip(tables.codes).zip(tables.dense).enumerate()
+        for (t, ((offsets, codes), dense)) in tables
+            .offsets
+            .into_iter()
+            .zip(tables.codes)
+            .zip(tables.dense)
+            .enumerate()
         {
             out.set_item(format!("offsets_{t}"), offsets.into_pyarray(py))?;
             out.set_item(format!("codes_{t}"), codes.into_pyarray(py))?;
             if let Some(dense) = dense {
                 let rows = dense.len() / sizes[t] as usize;
-                out.set_item(format!("dense_{t}"), matrix(py, dense, rows, sizes[t] as usize)?)?;
+                out.set_item(
+                    format!("dense_{t}"),
+                    matrix(py, dense, rows, sizes[t] as usize)?,
+                )?;
             }
         }
         Ok(out)
@@ -222,7 +293,11 @@ fn assign_unique<'py>(
     let fallback = match fallback {
         "nearest" => core::Fallback::Nearest,
         "error" => core::Fallback::Error,
-        other => return Err(bad(format!("fallback must be \"nearest\" or \"error\", got {other:?}"))),
+        other => {
+            return Err(bad(format!(
+                "fallback must be \"nearest\" or \"error\", got {other:?}"
+            )))
+        }
     };
     let sizes = read_sizes(codebook_sizes)?;
     let levels = sizes.len();
@@ -256,9 +331,19 @@ fn assign_unique<'py>(
         _ => None,
     };
     let reserved: &[i64] = reserved.as_ref().map_or(&[], |r| r.as_slice());
-    let candidates = core::Candidates { codes: cands.as_slice(), scores: scores.as_slice(), n, k };
-    let result = py.detach(|| core::assign_unique(candidates, &sizes, reserved, fallback)).map_err(to_py)?;
-    Ok((matrix(py, result.codes, n, levels)?, result.rank.into_pyarray(py)))
+    let candidates = core::Candidates {
+        codes: cands.as_slice(),
+        scores: scores.as_slice(),
+        n,
+        k,
+    };
+    let result = py
+        .detach(|| core::assign_unique(candidates, &sizes, reserved, fallback))
+        .map_err(to_py)?;
+    Ok((
+        matrix(py, result.codes, n, levels)?,
+        result.rank.into_pyarray(py),
+    ))
 }
 
 #[pyfunction]
@@ -268,15 +353,25 @@ fn group_duplicates<'py>(
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
     let codes = int_array(codes, "codes", 2, "of shape (n, L)")?;
     let (data, n, levels) = (codes.as_slice(), codes.shape[0], codes.shape[1]);
-    let groups = py.detach(|| core::group_duplicates(data, n, levels)).map_err(to_py)?;
-    Ok((groups.group.into_pyarray(py), groups.counts.into_pyarray(py)))
+    let groups = py
+        .detach(|| core::group_duplicates(data, n, levels))
+        .map_err(to_py)?;
+    Ok((
+        groups.group.into_pyarray(py),
+        groups.counts.into_pyarray(py),
+    ))
 }
 
 #[pyfunction]
-fn disambiguate<'py>(py: Python<'py>, codes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<i64>>> {
+fn disambiguate<'py>(
+    py: Python<'py>,
+    codes: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<i64>>> {
     let codes = int_array(codes, "codes", 2, "of shape (n, L)")?;
     let (data, n, levels) = (codes.as_slice(), codes.shape[0], codes.shape[1]);
-    let out = py.detach(|| core::disambiguate(data, n, levels)).map_err(to_py)?;
+    let out = py
+        .detach(|| core::disambiguate(data, n, levels))
+        .map_err(to_py)?;
     matrix(py, out, n, levels + 1)
 }
 

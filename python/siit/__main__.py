@@ -1,0 +1,5 @@
+import sys
+
+from siit.cli import main
+
+sys.exit(main())
