@@ -51,9 +51,9 @@ pub struct Candidates<'a> {
 }
 
 /// Once an augmenting path is found, the search looks this many layers further for a better one,
-const EXTRA_LAYERS: u32 = 8;
-/// ... as long as it has reached fewer keys than this.
-const EXTRA_KEYS: usize = 4096;
+const EXTRA_LAYERS: u32 = 2;
+/// ... and for at most this many more keys.
+const EXTRA_KEYS: usize = 128;
 /// Items whose search found nothing are listed up to this many in error messages.
 const LISTED_ITEMS: usize = 10;
 
@@ -307,35 +307,38 @@ impl Matching {
             if !search.augment_from(root, self, keys, scores, k, prefs, &retired_keys) {
                 // A failed search's alternating tree is closed: no later augmenting path can
                 // enter it, so its keys (and with them their holders) are retired for good.
-                retired_keys.extend(search.keys.keys().copied());
+                retired_keys.extend(search.reached.iter().map(|r| r.key));
             }
         }
     }
 }
 
-/// How a key was reached in the search: from which item, by which of its candidates, with
-/// what total score gain along the path, in which layer.
+/// How a key was reached in a search: from which item, by which of its candidates, with what
+/// total score gain along the path, in which layer.
 #[derive(Clone, Copy)]
 struct Reached {
-    gain: f64,
+    key: u64,
     from: u32,
     rank: u32,
     layer: u32,
+    gain: f64,
 }
 
-/// Scratch space of one augmenting-path search, reused between searches.
+/// Scratch space of the augmenting-path searches, reused between searches.
 #[derive(Default)]
 struct Search {
-    keys: FxHashMap<u64, Reached>,
-    items: Vec<u32>,
-    gain: FxHashMap<u32, f64>,
+    /// Where each key reached by the current search sits in `reached`.
+    index: FxHashMap<u64, u32>,
+    reached: Vec<Reached>,
+    /// Items of the current search and the path gain at each.
+    items: Vec<(u32, f64)>,
 }
 
 impl Search {
-    /// Breadth-first search from `root` for an augmenting path; applies the one with the best
-    /// score gain among those found and returns true, or returns false with the explored tree
-    /// left in `self.items` / `self.keys`. After the first free key the search goes on for a
-    /// few more layers (bounded), since a longer path can displace items more cheaply.
+    /// Breadth-first search from `root` for an augmenting path. Applies the one with the best
+    /// score gain among those found and returns true; or returns false, leaving the explored
+    /// tree in `reached`. After the first free key the search goes on a little (bounded),
+    /// since a longer path can cost less: it may move items to near-equal choices.
     #[allow(clippy::too_many_arguments)]
     fn augment_from(
         &mut self,
@@ -347,82 +350,81 @@ impl Search {
         prefs: &Preferences,
         retired_keys: &FxHashSet<u64>,
     ) -> bool {
-        self.keys.clear();
+        self.index.clear();
+        self.reached.clear();
         self.items.clear();
-        self.gain.clear();
-        self.items.push(root as u32);
-        self.gain.insert(root as u32, 0.0);
-        let mut layer_start = 0;
-        let mut layer = 0u32;
-        // Best free key so far: (key, path gain, layer found).
-        let mut best: Option<(u64, f64, u32)> = None;
+        self.items.push((root as u32, 0.0));
+        let (mut layer_start, mut layer) = (0, 0u32);
+        // Best free key so far: (index into reached, layer found), and how many keys had been
+        // reached when the first free one turned up.
+        let mut best: Option<(usize, u32)> = None;
+        let mut found_at = usize::MAX;
         loop {
-            let layer_end = self.items.len();
-            let mut found: Vec<u64> = Vec::new();
+            let (layer_end, first_new) = (self.items.len(), self.reached.len());
+            let mut enough = false;
             for idx in layer_start..layer_end {
-                let u = self.items[idx] as usize;
-                let base = self.gain[&(u as u32)];
+                let (u, base) = self.items[idx];
+                let u = u as usize;
+                let before = self.reached.len();
                 for &j in prefs.of(u) {
                     let key = keys[u * k + j as usize];
                     if (m.rank[u] >= 0 && key == m.key[u]) || retired_keys.contains(&key) {
                         continue;
                     }
                     let gain = base + scores[u * k + j as usize];
-                    match self.keys.entry(key) {
+                    let here = Reached {
+                        key,
+                        from: u as u32,
+                        rank: j,
+                        layer,
+                        gain,
+                    };
+                    match self.index.entry(key) {
                         Entry::Vacant(slot) => {
-                            slot.insert(Reached {
-                                gain,
-                                from: u as u32,
-                                rank: j,
-                                layer,
-                            });
-                            found.push(key);
+                            slot.insert(self.reached.len() as u32);
+                            self.reached.push(here);
                         }
-                        Entry::Occupied(mut slot) => {
-                            let seen = slot.get_mut();
+                        Entry::Occupied(slot) => {
+                            let seen = &mut self.reached[*slot.get() as usize];
                             if seen.layer == layer && gain > seen.gain {
-                                *seen = Reached {
-                                    gain,
-                                    from: u as u32,
-                                    rank: j,
-                                    layer,
-                                };
+                                *seen = here;
                             }
                         }
                     }
                 }
-            }
-            for &key in &found {
-                if !m.holder.contains_key(&key) {
-                    let gain = self.keys[&key].gain;
-                    if best.is_none_or(|(_, g, _)| gain > g) {
-                        best = Some((key, gain, layer));
-                    }
+                if found_at == usize::MAX
+                    && self.reached[before..]
+                        .iter()
+                        .any(|r| !m.holder.contains_key(&r.key))
+                {
+                    found_at = self.reached.len();
+                }
+                // Stop mid-layer once a free key is in hand and the search has looked a little
+                // further: finishing a wide layer is where breadth-first search spends its time.
+                if self.reached.len() >= found_at.saturating_add(EXTRA_KEYS) {
+                    enough = true;
+                    break;
                 }
             }
-            let done = match best {
-                None => found.is_empty(),
-                Some((_, _, first)) => {
-                    found.is_empty()
-                        || layer >= first + EXTRA_LAYERS
-                        || self.keys.len() >= EXTRA_KEYS
+            for r in first_new..self.reached.len() {
+                if !m.holder.contains_key(&self.reached[r].key)
+                    && best.is_none_or(|(b, _)| self.reached[r].gain > self.reached[b].gain)
+                {
+                    best = Some((r, layer));
                 }
-            };
-            if done {
-                return match best {
-                    Some((free, _, _)) => {
-                        self.flip(free, m);
-                        true
-                    }
-                    None => false,
-                };
             }
-            for &key in &found {
+            let exhausted = first_new == self.reached.len();
+            if enough || exhausted || best.is_some_and(|(_, found)| layer >= found + EXTRA_LAYERS) {
+                if let Some((r, _)) = best {
+                    self.flip(r, m);
+                }
+                return best.is_some();
+            }
+            for r in first_new..self.reached.len() {
+                let Reached { key, gain, .. } = self.reached[r];
                 if let Some(&h) = m.holder.get(&key) {
-                    let reached = self.keys[&key];
                     let held = scores[h as usize * k + m.rank[h as usize] as usize];
-                    self.gain.insert(h, reached.gain - held);
-                    self.items.push(h);
+                    self.items.push((h, gain - held));
                 }
             }
             layer_start = layer_end;
@@ -430,19 +432,21 @@ impl Search {
         }
     }
 
-    /// Shifts every item on the path ending at the free key `free` to the key it reached.
-    fn flip(&self, free: u64, m: &mut Matching) {
-        let mut key = free;
+    /// Shifts every item on the path that ends at `reached[r]` (a free key) to the key it
+    /// reached; the root, which held nothing, ends the path.
+    fn flip(&self, mut r: usize, m: &mut Matching) {
         loop {
-            let reached = self.keys[&key];
-            let u = reached.from as usize;
+            let Reached {
+                key, from, rank, ..
+            } = self.reached[r];
+            let u = from as usize;
             let previous = (m.rank[u] >= 0).then_some(m.key[u]);
-            m.holder.insert(key, u as u32);
+            m.holder.insert(key, from);
             m.key[u] = key;
-            m.rank[u] = reached.rank as i64;
+            m.rank[u] = rank as i64;
             match previous {
-                Some(prev) => key = prev,
-                None => break, // reached the root
+                Some(prev) => r = self.index[&prev] as usize,
+                None => return,
             }
         }
     }

@@ -176,14 +176,16 @@ impl Layout {
         if width == 0 {
             return Ok(vec![0; rows]);
         }
-        let mut keys = vec![0u64; rows];
         let failed = AtomicBool::new(false);
-        keys.par_iter_mut()
-            .zip(data.par_chunks_exact(width))
-            .for_each(|(key, codes)| match self.pack_prefix(codes) {
-                Ok(k) => *key = k,
-                Err(_) => failed.store(true, Ordering::Relaxed),
-            });
+        let keys: Vec<u64> = data
+            .par_chunks_exact(width)
+            .map(|codes| {
+                self.pack_prefix(codes).unwrap_or_else(|_| {
+                    failed.store(true, Ordering::Relaxed);
+                    0
+                })
+            })
+            .collect();
         if !failed.into_inner() {
             return Ok(keys);
         }

@@ -3,6 +3,7 @@
 //! tensors or recommendation: identifiers are rows of integer codes, one codebook per level.
 
 pub mod assign;
+mod column;
 pub mod duplicates;
 mod error;
 pub mod layout;

@@ -7,6 +7,7 @@
 //! child). Shallow levels also get a dense `(nodes, codebook size)` child table, which makes
 //! walking and masking a single indexed load there.
 
+use crate::column::CodeColumn;
 use crate::error::{bail, Result};
 use crate::layout::Layout;
 use crate::sort::sort_keys;
@@ -29,7 +30,7 @@ pub struct IdentifierTrie {
     offsets: Vec<Vec<u32>>,
     /// `codes[t]` (length `N_{t+1}`): the level-`t` code of every depth-`t+1` node, ascending
     /// within each parent.
-    codes: Vec<Vec<u64>>,
+    codes: Vec<CodeColumn>,
     /// Dense `(N_t, size_t)` child tables for small levels: child node id or `NONE`.
     dense: Vec<Option<Vec<u32>>>,
     /// For the same levels, the `(N_t, size_t)` allowed masks, so a mask row is one copy.
@@ -94,7 +95,7 @@ impl IdentifierTrie {
 
         // Walk up from the leaves: the depth-(t+1) prefixes are sorted, so their parents are too.
         let mut offsets = vec![Vec::new(); levels];
-        let mut child_codes = vec![Vec::new(); levels];
+        let mut child_codes = Vec::with_capacity(levels);
         let mut prefixes: Vec<u64> = sorted.keys;
         for t in (0..levels).rev() {
             let bits = layout.bits(t);
@@ -103,7 +104,10 @@ impl IdentifierTrie {
             } else {
                 u64::MAX >> (64 - bits)
             };
-            child_codes[t] = prefixes.par_iter().map(|&p| p & code_mask).collect();
+            child_codes.push(CodeColumn::new(
+                prefixes.iter().map(|&p| p & code_mask),
+                layout.size(t),
+            ));
             let mut parents = Vec::new();
             let mut offs = Vec::new();
             for (j, &p) in prefixes.iter().enumerate() {
@@ -122,7 +126,10 @@ impl IdentifierTrie {
         let mut trie = Self {
             layout,
             offsets,
-            codes: child_codes,
+            codes: {
+                child_codes.reverse();
+                child_codes
+            },
             dense: vec![None; levels],
             dense_masks: vec![None; levels],
             leaf_items: sorted.rows,
@@ -166,7 +173,7 @@ impl IdentifierTrie {
         let mut table = vec![none; self.num_nodes(t) * size];
         table.par_chunks_mut(size).enumerate().for_each(|(u, row)| {
             for j in self.offsets[t][u]..self.offsets[t][u + 1] {
-                row[self.codes[t][j as usize] as usize] = id(j);
+                row[self.codes[t].get(j as usize) as usize] = id(j);
             }
         });
         table
@@ -183,10 +190,7 @@ impl IdentifierTrie {
             self.offsets[t][u as usize] as usize,
             self.offsets[t][u as usize + 1] as usize,
         );
-        let kids = &self.codes[t][start..end];
-        kids.binary_search(&code)
-            .ok()
-            .map(|pos| (start + pos) as u32)
+        self.codes[t].find(start, end, code).map(|j| j as u32)
     }
 
     /// Node of the right-aligned prefix `key` of `depth` codes, if that prefix exists.
@@ -270,9 +274,7 @@ impl IdentifierTrie {
                         self.offsets[t][u as usize] as usize,
                         self.offsets[t][u as usize + 1] as usize,
                     );
-                    for &code in &self.codes[t][start..end] {
-                        row[code as usize] = true;
-                    }
+                    self.codes[t].for_each(start, end, |code| row[code as usize] = true);
                 }
             });
         Ok(mask)
@@ -299,7 +301,12 @@ impl IdentifierTrie {
             codes: self
                 .codes
                 .iter()
-                .map(|c| c.par_iter().map(|&x| x as i64).collect())
+                .map(|c| {
+                    (0..c.len())
+                        .into_par_iter()
+                        .map(|j| c.get(j) as i64)
+                        .collect()
+                })
                 .collect(),
             dense: (0..levels)
                 .map(|t| {
