@@ -3,7 +3,7 @@
 
 use crate::error::{bail, Result};
 use crate::layout::Layout;
-use crate::sort::{sort_keys, DisjointWriter, SortedKeys};
+use crate::sort::{sort_keys_by, DisjointWriter, SortedKeys};
 use rayon::prelude::*;
 
 /// Rows grouped by identifier.
@@ -70,50 +70,46 @@ fn sorted_rows(codes: &[i64], n: usize, levels: usize) -> Result<SortedKeys> {
              at most 64 are supported"
         ))
     })?;
-    let keys = layout.pack_rows(codes, n, levels, "codes")?;
-    Ok(sort_keys(&keys, layout.total_bits()))
-}
-
-/// Index (into the sorted order) where each run of equal keys starts, plus `len` at the end.
-fn run_starts(keys: &[u64]) -> Vec<usize> {
-    let mut starts: Vec<usize> = (0..keys.len())
-        .into_par_iter()
-        .filter(|&j| j == 0 || keys[j] != keys[j - 1])
-        .collect();
-    starts.push(keys.len());
-    starts
+    // Every code lies in its data-sized codebook by construction, so packing cannot fail.
+    let key_of = |i: usize| {
+        layout
+            .pack_prefix(&codes[i * levels..(i + 1) * levels])
+            .unwrap_or(0)
+    };
+    Ok(sort_keys_by(n, layout.total_bits(), key_of))
 }
 
 /// Groups rows of `codes` (row-major `(n, L)`) that hold the same identifier.
 pub fn group_duplicates(codes: &[i64], n: usize, levels: usize) -> Result<Groups> {
     let sorted = sorted_rows(codes, n, levels)?;
-    let starts = run_starts(&sorted.keys);
-    let n_groups = starts.len() - 1;
-    // Sorting is stable, so a run's first entry is its first row. Groups are numbered by that
-    // row: mark the first rows, and a prefix count over the marks gives the numbers.
-    let mut first = vec![false; n];
-    for run in 0..n_groups {
-        first[sorted.rows[starts[run]] as usize] = true;
+    let starts = sorted.run_starts();
+    let n_groups = starts.len();
+    let run_end = |run: usize| starts.get(run + 1).copied().unwrap_or(n);
+    // Sorting is stable, so a run's first entry is its first row. Groups are numbered in the
+    // order of those rows: place each run at its first row, then read the rows in order.
+    const NO_RUN: u32 = u32::MAX;
+    let mut run_at_row = vec![NO_RUN; n];
+    let writer = DisjointWriter::new(&mut run_at_row);
+    starts.par_iter().enumerate().for_each(|(run, &j)| {
+        // SAFETY: runs have distinct first rows.
+        unsafe { writer.write(sorted.row(j) as usize, run as u32) };
+    });
+    let mut number = vec![0u32; n_groups];
+    let mut counts = Vec::with_capacity(n_groups);
+    for &run in run_at_row.iter().filter(|&&run| run != NO_RUN) {
+        number[run as usize] = counts.len() as u32;
+        counts.push((run_end(run as usize) - starts[run as usize]) as i64);
     }
-    let mut number_of_first = vec![0u32; n];
-    let mut seen = 0u32;
-    for (row, &is_first) in first.iter().enumerate() {
-        number_of_first[row] = seen;
-        seen += is_first as u32;
-    }
-    let mut counts = vec![0i64; n_groups];
-    let mut group = vec![0i64; n];
-    let writer = DisjointWriter::new(&mut group);
-    let count_writer = DisjointWriter::new(&mut counts);
+    // Scatter 4-byte numbers (half the random writes of 8-byte ones), then widen in order.
+    let mut group32 = vec![0u32; n];
+    let writer = DisjointWriter::new(&mut group32);
     (0..n_groups).into_par_iter().for_each(|run| {
-        let rows = &sorted.rows[starts[run]..starts[run + 1]];
-        let number = number_of_first[rows[0] as usize];
-        // SAFETY: every row belongs to exactly one run and every run has its own number.
-        unsafe { count_writer.write(number as usize, rows.len() as i64) };
-        for &row in rows {
-            unsafe { writer.write(row as usize, number as i64) };
+        for j in starts[run]..run_end(run) {
+            // SAFETY: every row belongs to exactly one run.
+            unsafe { writer.write(sorted.row(j) as usize, number[run]) };
         }
     });
+    let group = group32.par_iter().map(|&g| g as i64).collect();
     Ok(Groups { group, counts })
 }
 
@@ -121,13 +117,14 @@ pub fn group_duplicates(codes: &[i64], n: usize, levels: usize) -> Result<Groups
 /// every identifier, 1, 2, ... for later rows with the same identifier.
 pub fn disambiguate(codes: &[i64], n: usize, levels: usize) -> Result<Vec<i64>> {
     let sorted = sorted_rows(codes, n, levels)?;
-    let starts = run_starts(&sorted.keys);
-    let mut occurrence = vec![0i64; n];
+    let starts = sorted.run_starts();
+    let mut occurrence = vec![0u32; n];
     let writer = DisjointWriter::new(&mut occurrence);
-    (0..starts.len() - 1).into_par_iter().for_each(|run| {
-        for (pos, &row) in sorted.rows[starts[run]..starts[run + 1]].iter().enumerate() {
+    (0..starts.len()).into_par_iter().for_each(|run| {
+        let (start, end) = (starts[run], starts.get(run + 1).copied().unwrap_or(n));
+        for j in start..end {
             // SAFETY: every row belongs to exactly one run.
-            unsafe { writer.write(row as usize, pos as i64) };
+            unsafe { writer.write(sorted.row(j) as usize, (j - start) as u32) };
         }
     });
     let mut out = vec![0i64; n * (levels + 1)];
@@ -135,7 +132,7 @@ pub fn disambiguate(codes: &[i64], n: usize, levels: usize) -> Result<Vec<i64>> 
         .enumerate()
         .for_each(|(i, row)| {
             row[..levels].copy_from_slice(&codes[i * levels..(i + 1) * levels]);
-            row[levels] = occurrence[i];
+            row[levels] = occurrence[i] as i64;
         });
     Ok(out)
 }

@@ -4,9 +4,55 @@
 use rayon::prelude::*;
 
 /// Keys in ascending order and, for each, the row it came from; equal keys keep row order.
-pub struct SortedKeys {
-    pub keys: Vec<u64>,
-    pub rows: Vec<u32>,
+pub enum SortedKeys {
+    /// `key << row_bits | row` in one word per entry (the radix-sorted common case).
+    Packed { entries: Vec<u64>, row_bits: u32 },
+    /// `(key, row)` pairs, for keys too wide to share a word with the row.
+    Pairs(Vec<(u64, u32)>),
+}
+
+impl SortedKeys {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Packed { entries, .. } => entries.len(),
+            Self::Pairs(pairs) => pairs.len(),
+        }
+    }
+
+    /// Key at sorted position `j`.
+    #[inline]
+    pub fn key(&self, j: usize) -> u64 {
+        match self {
+            Self::Packed { entries, row_bits } => entries[j] >> row_bits,
+            Self::Pairs(pairs) => pairs[j].0,
+        }
+    }
+
+    /// Row of the key at sorted position `j`.
+    #[inline]
+    pub fn row(&self, j: usize) -> u32 {
+        match self {
+            Self::Packed { entries, row_bits } => (entries[j] & ((1u64 << row_bits) - 1)) as u32,
+            Self::Pairs(pairs) => pairs[j].1,
+        }
+    }
+
+    /// Sorted positions where a new key starts.
+    pub fn run_starts(&self) -> Vec<usize> {
+        (0..self.len())
+            .into_par_iter()
+            .filter(|&j| j == 0 || self.key(j) != self.key(j - 1))
+            .collect()
+    }
+
+    /// The keys and their rows as two vectors.
+    pub fn into_parts(self) -> (Vec<u64>, Vec<u32>) {
+        let n = self.len();
+        (
+            (0..n).into_par_iter().map(|j| self.key(j)).collect(),
+            (0..n).into_par_iter().map(|j| self.row(j)).collect(),
+        )
+    }
 }
 
 const DIGIT_BITS: u32 = 11;
@@ -45,7 +91,11 @@ impl<T> DisjointWriter<T> {
 /// per row, which is stable, so rows come out in order within a key without comparing them.
 /// Wider keys fall back to a parallel comparison sort on `(key, row)` pairs.
 pub fn sort_keys(keys: &[u64], key_bits: u32) -> SortedKeys {
-    let n = keys.len();
+    sort_keys_by(keys.len(), key_bits, |i| keys[i])
+}
+
+/// [`sort_keys`] for the keys `key_of(0..n)`, computed on the fly (no separate key vector).
+pub fn sort_keys_by(n: usize, key_bits: u32, key_of: impl Fn(usize) -> u64 + Sync) -> SortedKeys {
     assert!(n <= u32::MAX as usize, "at most 2^32 - 1 rows");
     let row_bits = if n <= 1 {
         1
@@ -53,27 +103,21 @@ pub fn sort_keys(keys: &[u64], key_bits: u32) -> SortedKeys {
         64 - ((n - 1) as u64).leading_zeros()
     };
     if key_bits + row_bits > 64 {
-        let mut pairs: Vec<(u64, u32)> = keys
-            .par_iter()
-            .enumerate()
-            .map(|(i, &k)| (k, i as u32))
+        let mut pairs: Vec<(u64, u32)> = (0..n)
+            .into_par_iter()
+            .map(|i| (key_of(i), i as u32))
             .collect();
         pairs.par_sort_unstable();
-        return SortedKeys {
-            keys: pairs.par_iter().map(|p| p.0).collect(),
-            rows: pairs.par_iter().map(|p| p.1).collect(),
-        };
+        return SortedKeys::Pairs(pairs);
     }
-    let row_mask = (1u64 << row_bits) - 1;
-    let mut a: Vec<u64> = keys
-        .par_iter()
-        .enumerate()
-        .map(|(i, &k)| (k << row_bits) | i as u64)
+    let mut a: Vec<u64> = (0..n)
+        .into_par_iter()
+        .map(|i| (key_of(i) << row_bits) | i as u64)
         .collect();
     radix_sort_bits(&mut a, row_bits, row_bits + key_bits);
-    SortedKeys {
-        keys: a.par_iter().map(|&c| c >> row_bits).collect(),
-        rows: a.par_iter().map(|&c| (c & row_mask) as u32).collect(),
+    SortedKeys::Packed {
+        entries: a,
+        row_bits,
     }
 }
 
@@ -141,13 +185,8 @@ mod tests {
     }
 
     fn check(keys: &[u64], key_bits: u32) -> Result<(), TestCaseError> {
-        let sorted = sort_keys(keys, key_bits);
-        let got: Vec<(u64, u32)> = sorted
-            .keys
-            .iter()
-            .copied()
-            .zip(sorted.rows.iter().copied())
-            .collect();
+        let (sorted, rows) = sort_keys(keys, key_bits).into_parts();
+        let got: Vec<(u64, u32)> = sorted.into_iter().zip(rows).collect();
         prop_assert_eq!(got, reference(keys));
         Ok(())
     }

@@ -18,6 +18,8 @@ const NONE: u32 = u32::MAX;
 const INTERNAL_DENSE_ENTRIES: u128 = 1 << 20;
 /// Rows per parallel task in batched queries; below this, threads cost more than they save.
 const ROWS_PER_TASK: usize = 512;
+/// Rows walked down the trie together, level by level.
+const WALK_BATCH: usize = 32;
 /// Largest mask `allowed_mask` will allocate (entries = bytes).
 const MAX_MASK_ENTRIES: u128 = 1 << 34;
 
@@ -81,22 +83,22 @@ impl IdentifierTrie {
             );
         }
         let keys = layout.pack_rows(codes, n, levels, "codes")?;
-        let sorted = sort_keys(&keys, layout.total_bits());
-        if let Some(w) = sorted.keys.windows(2).position(|w| w[0] == w[1]) {
+        let (sorted_keys, rows) = sort_keys(&keys, layout.total_bits()).into_parts();
+        if let Some(w) = sorted_keys.windows(2).position(|w| w[0] == w[1]) {
             bail!(
                 Duplicate,
                 "codes: items {} and {} share the identifier {}; identifiers must be unique \
                  (resolve collisions first, e.g. with assign_unique or disambiguate)",
-                sorted.rows[w],
-                sorted.rows[w + 1],
-                layout.show(sorted.keys[w])
+                rows[w],
+                rows[w + 1],
+                layout.show(sorted_keys[w])
             );
         }
 
         // Walk up from the leaves: the depth-(t+1) prefixes are sorted, so their parents are too.
         let mut offsets = vec![Vec::new(); levels];
         let mut child_codes = Vec::with_capacity(levels);
-        let mut prefixes: Vec<u64> = sorted.keys;
+        let mut prefixes: Vec<u64> = sorted_keys;
         for t in (0..levels).rev() {
             let bits = layout.bits(t);
             let code_mask = if bits == 0 {
@@ -132,7 +134,7 @@ impl IdentifierTrie {
             },
             dense: vec![None; levels],
             dense_masks: vec![None; levels],
-            leaf_items: sorted.rows,
+            leaf_items: rows,
         };
         for t in 0..levels {
             if trie.num_nodes(t) as u128 * trie.layout.size(t) as u128 <= INTERNAL_DENSE_ENTRIES {
@@ -193,22 +195,37 @@ impl IdentifierTrie {
         self.codes[t].find(start, end, code).map(|j| j as u32)
     }
 
-    /// Node of the right-aligned prefix `key` of `depth` codes, if that prefix exists.
-    #[inline]
-    fn node_of(&self, key: u64, depth: usize) -> Option<u32> {
-        let mut u = 0u32;
-        let mut shift = self.layout.prefix_bits(depth);
-        for t in 0..depth {
-            shift -= self.layout.bits(t);
-            let bits = self.layout.bits(t);
-            let code = if bits == 0 {
-                0
-            } else {
-                (key >> shift) & (u64::MAX >> (64 - bits))
-            };
-            u = self.child(t, u, code)?;
-        }
-        Some(u)
+    /// Node of each right-aligned prefix key of `depth` codes, `NONE` where the prefix does
+    /// not exist. Walks a batch of rows one level at a time, so that the memory loads of
+    /// different rows are independent and overlap.
+    fn nodes_of(&self, keys: &[u64], depth: usize) -> Vec<u32> {
+        let mut nodes = vec![0u32; keys.len()];
+        nodes
+            .par_chunks_mut(WALK_BATCH)
+            .with_min_len(ROWS_PER_TASK / WALK_BATCH)
+            .zip(
+                keys.par_chunks(WALK_BATCH)
+                    .with_min_len(ROWS_PER_TASK / WALK_BATCH),
+            )
+            .for_each(|(nodes, keys)| {
+                let mut shift = self.layout.prefix_bits(depth);
+                for t in 0..depth {
+                    let bits = self.layout.bits(t);
+                    shift -= bits;
+                    let mask = if bits == 0 {
+                        0
+                    } else {
+                        u64::MAX >> (64 - bits)
+                    };
+                    for (u, &key) in nodes.iter_mut().zip(keys) {
+                        if *u != NONE {
+                            let code = key.checked_shr(shift).unwrap_or(0) & mask;
+                            *u = self.child(t, *u, code).unwrap_or(NONE);
+                        }
+                    }
+                }
+            });
+        nodes
     }
 
     /// Item index of each identifier in `codes` (row-major `(b, L)`), or -1 where it is not in
@@ -223,12 +240,16 @@ impl IdentifierTrie {
             );
         }
         let keys = self.layout.pack_rows(codes, rows, levels, "codes")?;
-        Ok(keys
+        let leaves = self.nodes_of(&keys, levels);
+        Ok(leaves
             .par_iter()
             .with_min_len(ROWS_PER_TASK)
-            .map(|&k| {
-                self.node_of(k, levels)
-                    .map_or(-1, |leaf| self.leaf_items[leaf as usize] as i64)
+            .map(|&leaf| {
+                if leaf == NONE {
+                    -1
+                } else {
+                    self.leaf_items[leaf as usize] as i64
+                }
             })
             .collect())
     }
@@ -259,14 +280,15 @@ impl IdentifierTrie {
             bail!(Capacity, "a mask of {rows} prefixes x {size} codes has {entries} entries; at most {MAX_MASK_ENTRIES} are supported (query fewer prefixes at once)");
         }
         let size = size as usize;
+        let nodes = self.nodes_of(&keys, t);
         let mut mask = vec![false; rows * size];
         mask.par_chunks_mut(size)
             .with_min_len(ROWS_PER_TASK)
-            .zip(keys.par_iter().with_min_len(ROWS_PER_TASK))
-            .for_each(|(row, &key)| {
-                let Some(u) = self.node_of(key, t) else {
+            .zip(nodes.par_iter().with_min_len(ROWS_PER_TASK))
+            .for_each(|(row, &u)| {
+                if u == NONE {
                     return;
-                };
+                }
                 if let Some(masks) = &self.dense_masks[t] {
                     row.copy_from_slice(&masks[u as usize * size..(u as usize + 1) * size]);
                 } else {
