@@ -50,7 +50,7 @@ pub struct Candidates<'a> {
     pub k: usize,
 }
 
-/// Once an augmenting path is found, the search looks this many layers further for a better one,
+/// Once an augmenting path is found, the search looks this many layers further for a better one
 const EXTRA_LAYERS: u32 = 2;
 /// ... and for at most this many more keys.
 const EXTRA_KEYS: usize = 128;
