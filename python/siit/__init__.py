@@ -14,9 +14,16 @@ from siit._core import (
     group_duplicates,
 )
 from siit._core import __version__ as __version__
+from siit.data import Dataset, Samples
+from siit.identifiers import IdentifierStats, Identifiers, UniqueResult
 
 __all__ = [
+    "Dataset",
+    "IdentifierStats",
     "IdentifierTrie",
+    "Identifiers",
+    "Samples",
+    "UniqueResult",
     "SiitError",
     "assign_unique",
     "disambiguate",

@@ -1,0 +1,253 @@
+"""`Dataset`: per-user item sequences in time order, item text, and the leave-one-out split.
+
+Sequences are stored flat (CSR: `offsets`, `items`), so splits and training samples are
+built with array operations, never a Python loop per interaction.
+
+Split (leave-one-out): each user's last item is the test target, the one before it the
+validation target, and every prefix of the rest a training sample (its next item the
+target). Histories are the last `max_history` items before the target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MIN_SEQUENCE = 3  # one training item, one validation target, one test target
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Next-item samples: histories (N, H), left-padded with -1, and targets (N,)."""
+
+    users: np.ndarray
+    histories: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+class Dataset:
+    """Item sequences of users, item text fields, and leave-one-out samples.
+
+    Args:
+        sequences: per user, item indices (0 .. n_items - 1) in time order.
+        item_text: per item, a mapping of text fields ("title", "description", ...).
+        item_ids, user_ids: external ids (strings); default "0", "1", ...
+        max_history: history length cap of every sample.
+        name: shown in summaries.
+
+    Users with fewer than 3 interactions cannot be split; they are dropped, counted and
+    logged.
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[Sequence[int]],
+        item_text: Sequence[Mapping[str, str]],
+        item_ids: Sequence[str] | None = None,
+        user_ids: Sequence[str] | None = None,
+        max_history: int = 20,
+        name: str = "dataset",
+    ) -> None:
+        if max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {max_history}")
+        n_items = len(item_text)
+        users = [str(u) for u in (range(len(sequences)) if user_ids is None else user_ids)]
+        if len(users) != len(sequences):
+            raise ValueError(f"user_ids has {len(users)} entries for {len(sequences)} sequences")
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        keep = lengths >= MIN_SEQUENCE
+        if (~keep).any():
+            log.warning(
+                "%s: dropped %d of %d users with fewer than %d interactions (%d interactions)",
+                name,
+                int((~keep).sum()),
+                len(users),
+                MIN_SEQUENCE,
+                int(lengths[~keep].sum()),
+            )
+        if not keep.any():
+            raise ValueError(f"{name}: no user has the {MIN_SEQUENCE} interactions a split needs")
+        kept = [s for s, k in zip(sequences, keep, strict=True) if k]
+        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in kept])
+        bad = (items < 0) | (items >= n_items)
+        if bad.any():
+            raise ValueError(
+                f"{name}: item index {int(items[bad][0])} is outside the {n_items} items"
+            )
+        self.name = name
+        self.max_history = max_history
+        self.items = items
+        self.offsets = np.concatenate([[0], np.cumsum(lengths[keep])])
+        self.user_ids = [u for u, k in zip(users, keep, strict=True) if k]
+        self.item_ids = [str(i) for i in (range(n_items) if item_ids is None else item_ids)]
+        if len(self.item_ids) != n_items:
+            raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
+        self.item_text = [dict(t) for t in item_text]
+
+    # -- sizes ---------------------------------------------------------------------------
+
+    @property
+    def n_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.items)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def __repr__(self) -> str:
+        lengths = np.diff(self.offsets)
+        q = np.quantile(lengths, [0.0, 0.25, 0.5, 0.75, 0.95, 1.0])
+        density = self.n_interactions / (self.n_users * self.n_items)
+        return (
+            f"Dataset {self.name!r}: {self.n_users:,} users, {self.n_items:,} items, "
+            f"{self.n_interactions:,} interactions, density {density:.5f}\n"
+            f"sequence length min/25%/50%/75%/95%/max: {'/'.join(f'{x:g}' for x in q)}"
+        )
+
+    # -- samples -------------------------------------------------------------------------
+
+    def _samples(self, users: np.ndarray, positions: np.ndarray) -> Samples:
+        """The samples whose target is `items[positions]`, with histories from each user's
+        sequence start."""
+        starts = self.offsets[users]
+        window = positions[:, None] - self.max_history + np.arange(self.max_history)
+        histories = np.where(window >= starts[:, None], self.items[np.maximum(window, 0)], -1)
+        return Samples(users, histories, self.items[positions])
+
+    def train_samples(self) -> Samples:
+        """Every prefix of each user's training part (all but the last two items)."""
+        lengths = np.diff(self.offsets) - 2  # training items per user
+        per_user = lengths - 1  # targets 1 .. lengths-1 within the training part
+        users = np.repeat(np.arange(self.n_users), per_user)
+        first_sample = np.cumsum(per_user) - per_user  # each user's first row in the output
+        positions = np.repeat(self.offsets[:-1] + 1 - first_sample, per_user) + np.arange(
+            len(users)
+        )
+        return self._samples(users, positions)
+
+    def valid_samples(self) -> Samples:
+        """Each user's second to last item, after the training part."""
+        return self._samples(np.arange(self.n_users), self.offsets[1:] - 2)
+
+    def test_samples(self) -> Samples:
+        """Each user's last item, after everything before it."""
+        return self._samples(np.arange(self.n_users), self.offsets[1:] - 1)
+
+    # -- loaders -------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(
+        cls,
+        path: str | Path,
+        name: str | None = None,
+        missing_text: Literal["error", "drop"] = "error",
+        max_history: int = 20,
+    ) -> Dataset:
+        """Loads the LC-Rec/LETTER layout: `NAME.inter.json` ({user: [item, ...]} in time
+        order) and `NAME.item.json` ({item: {field: text}}) from a folder.
+
+        Interactions with items that have no text entry raise, or with
+        `missing_text="drop"` are dropped and counted.
+        """
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: not a folder with NAME.inter.json and NAME.item.json")
+        if name is None:
+            found = sorted(folder.glob("*.inter.json"))
+            if len(found) != 1:
+                raise ValueError(
+                    f"{folder}: expected one *.inter.json, found {[f.name for f in found]}; "
+                    "pass name="
+                )
+            name = found[0].name[: -len(".inter.json")]
+        inter = _read_json(folder / f"{name}.inter.json")
+        texts = _read_json(folder / f"{name}.item.json")
+        if not isinstance(inter, dict) or not isinstance(texts, dict):
+            raise ValueError(f"{folder}: {name}.inter.json and {name}.item.json must be objects")
+        item_ids = list(texts)
+        index = {item: i for i, item in enumerate(item_ids)}
+        for item, fields in texts.items():
+            if not isinstance(fields, dict):
+                raise ValueError(f"{folder / f'{name}.item.json'}: item {item!r} is not an object")
+        sequences, dropped = [], 0
+        for user, seq in inter.items():
+            if not isinstance(seq, list):
+                raise ValueError(f"{folder / f'{name}.inter.json'}: user {user!r} is not a list")
+            known = [index.get(str(item)) for item in seq]
+            if None in known:
+                if missing_text == "error":
+                    item = seq[known.index(None)]
+                    raise ValueError(
+                        f"{folder / f'{name}.inter.json'}: user {user!r} has item {item!r}, "
+                        f"which has no entry in {name}.item.json (pass missing_text='drop' "
+                        "to drop such interactions)"
+                    )
+                dropped += known.count(None)
+                known = [i for i in known if i is not None]
+            sequences.append(known)
+        if dropped:
+            log.warning("%s: dropped %d interactions with items that have no text", name, dropped)
+        text = [{k: "" if v is None else str(v) for k, v in texts[i].items()} for i in item_ids]
+        return cls(sequences, text, item_ids, list(inter), max_history, name)
+
+    @classmethod
+    def synthetic(
+        cls,
+        n_users: int = 200,
+        n_items: int = 100,
+        n_clusters: int = 8,
+        mean_length: float = 8.0,
+        seed: int = 0,
+        max_history: int = 20,
+    ) -> Dataset:
+        """Users who mostly stay within a latent item cluster, with titles that name it:
+        learnable structure for tests."""
+        rng = np.random.default_rng(seed)
+        cluster = rng.integers(0, n_clusters, size=n_items)
+        members = [np.flatnonzero(cluster == c) for c in range(n_clusters)]
+        members = [m if len(m) else np.arange(n_items) for m in members]
+        sequences = []
+        for _ in range(n_users):
+            length = MIN_SEQUENCE + rng.poisson(max(mean_length - MIN_SEQUENCE, 0))
+            home = rng.integers(0, n_clusters)
+            stray = rng.random(length) < 0.1
+            seq = np.where(
+                stray, rng.integers(0, n_items, size=length), rng.choice(members[home], size=length)
+            )
+            sequences.append(seq.tolist())
+        words = ["red", "blue", "green", "gold", "soft", "bold", "tiny", "grand"]
+        text: list[dict[str, Any]] = [
+            {
+                "title": f"{words[cluster[i] % len(words)]} item {i} of group {cluster[i]}",
+                "categories": f"group {cluster[i]}",
+            }
+            for i in range(n_items)
+        ]
+        return cls(sequences, text, max_history=max_history, name=f"synthetic-{seed}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}") from e

@@ -1,0 +1,84 @@
+"""`siit.Dataset`: the LC-Rec/LETTER JSON loader, bad input, and the leave-one-out split."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from shared_data import shared
+from siit.data import Dataset
+
+
+def write(folder, inter, items, name="Toy"):
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.inter.json").write_text(json.dumps(inter))
+    (folder / f"{name}.item.json").write_text(json.dumps(items))
+    return folder
+
+
+ITEMS = {str(i): {"title": f"item {i}"} for i in range(6)}
+
+
+def test_leave_one_out_split(tmp_path):
+    folder = write(tmp_path / "toy", {"u0": [0, 1, 2, 3, 4], "u1": [5, 4, 3]}, ITEMS)
+    data = Dataset.from_json(folder, max_history=2)
+    assert (data.n_users, data.n_items, data.n_interactions) == (2, 6, 8)
+    train = data.train_samples()
+    # u0's training part is [0, 1, 2]: samples [0] -> 1 and [0, 1] -> 2; u1's ([5]) has none.
+    assert train.targets.tolist() == [1, 2]
+    assert train.histories.tolist() == [[-1, 0], [0, 1]]
+    valid, test = data.valid_samples(), data.test_samples()
+    assert valid.targets.tolist() == [3, 4] and valid.histories.tolist() == [[1, 2], [-1, 5]]
+    assert test.targets.tolist() == [4, 3] and test.histories.tolist() == [[2, 3], [5, 4]]
+    assert data.item_text[5]["title"] == "item 5"
+
+
+def test_short_users_are_dropped_and_counted(tmp_path, caplog):
+    folder = write(tmp_path / "toy", {"u0": [0, 1, 2], "u1": [3, 4], "u2": [5]}, ITEMS)
+    with caplog.at_level(logging.WARNING):
+        data = Dataset.from_json(folder)
+    assert data.user_ids == ["u0"]
+    assert "dropped 2 of 3 users with fewer than 3 interactions (3 interactions)" in caplog.text
+    only_short = write(tmp_path / "short", {"u1": [3, 4]}, ITEMS)
+    with pytest.raises(ValueError, match="no user has the 3 interactions"):
+        Dataset.from_json(only_short)
+
+
+def test_items_without_text(tmp_path, caplog):
+    folder = write(tmp_path / "toy", {"u0": [0, 1, 9, 2], "u1": [1, 2, 3]}, ITEMS)
+    with pytest.raises(ValueError, match=r"Toy.inter.json: user 'u0' has item 9, which has no"):
+        Dataset.from_json(folder)
+    with caplog.at_level(logging.WARNING):
+        data = Dataset.from_json(folder, missing_text="drop")
+    assert data.sequence(0).tolist() == [0, 1, 2]
+    assert "dropped 1 interactions with items that have no text" in caplog.text
+
+
+def test_malformed_files_are_named(tmp_path):
+    folder = write(tmp_path / "toy", {"u0": [0, 1, 2]}, ITEMS)
+    (folder / "Toy.item.json").write_text('{"0": {"title": "x"},\n "1": ')
+    with pytest.raises(ValueError, match=r"Toy.item.json: malformed JSON at line 2"):
+        Dataset.from_json(folder)
+    with pytest.raises(ValueError, match="not a folder"):
+        Dataset.from_json(tmp_path / "missing")
+    (folder / "Other.inter.json").write_text("{}")
+    with pytest.raises(ValueError, match="expected one"):
+        Dataset.from_json(folder)
+
+
+def test_synthetic_is_reproducible_and_clustered():
+    a, b = Dataset.synthetic(seed=3), Dataset.synthetic(seed=3)
+    assert (a.items == b.items).all() and a.item_text == b.item_text
+    assert Dataset.synthetic(seed=4).items[:10].tolist() != a.items[:10].tolist()
+    groups = np.array([int(t["categories"].split()[-1]) for t in a.item_text])
+    same = groups[a.items[1:]] == groups[a.items[:-1]]
+    assert same.mean() > 0.6, "consecutive items mostly share a cluster"
+    assert "synthetic-3" in repr(a)
+
+
+def test_real_office_dataset():
+    data = Dataset.from_json(shared("office"))
+    assert (data.n_users, data.n_items, data.n_interactions) == (4905, 2420, 53258)
+    assert len(data.train_samples()) == 53258 - 3 * 4905
+    assert data.train_samples().histories.shape[1] == 20
+    assert "4,905 users" in repr(data)
