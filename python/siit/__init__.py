@@ -6,6 +6,8 @@ core (`siit._core`) owns the identifier trie, collision-free identifier assignme
 duplicate passes.
 """
 
+from typing import Any
+
 from siit._core import (
     IdentifierTrie,
     SiitError,
@@ -16,15 +18,41 @@ from siit._core import (
 from siit._core import __version__ as __version__
 from siit.data import Dataset, Samples
 from siit.identifiers import Identifiers, IdentifierStats, UniqueResult
+from siit.tokenizers import (
+    FileTokenizer,
+    FitReport,
+    RandomTokenizer,
+    SequentialTokenizer,
+    Tokenizer,
+)
+
+# Names whose modules import torch or other heavy libraries load on first use, so that
+# `import siit` stays fast.
+_LAZY = {"RQVAETokenizer": "siit.rqvae"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'siit' has no attribute {name!r}")
+
 
 __all__ = [
     "Dataset",
+    "FileTokenizer",
+    "FitReport",
     "IdentifierStats",
     "IdentifierTrie",
     "Identifiers",
+    "RQVAETokenizer",
+    "RandomTokenizer",
     "Samples",
-    "UniqueResult",
+    "SequentialTokenizer",
     "SiitError",
+    "Tokenizer",
+    "UniqueResult",
     "assign_unique",
     "disambiguate",
     "group_duplicates",
