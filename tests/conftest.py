@@ -1,9 +1,15 @@
-"""Hypothesis profiles: "fast" (default, deterministic) and "thorough" (HYPOTHESIS_PROFILE)."""
+"""Test settings: hypothesis profiles "fast" (default, deterministic) and "thorough"
+(HYPOTHESIS_PROFILE), and single-threaded torch."""
 
 import os
 
+import torch
 from hypothesis import settings
 
 settings.register_profile("fast", max_examples=50, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+# The models in the tests are tiny: extra threads cost more than they save, and on a busy
+# machine they spin against each other.
+torch.set_num_threads(1)

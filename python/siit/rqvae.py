@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,6 +54,13 @@ def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class Output(NamedTuple):
+    codes: torch.Tensor  # (b, L)
+    quantized: torch.Tensor  # (b, latent), straight-through
+    recon_loss: torch.Tensor
+    vq_loss: torch.Tensor
+
+
 class RQVAE(nn.Module):
     """Encoder MLP, L residual codebooks, decoder MLP."""
 
@@ -85,8 +93,7 @@ class RQVAE(nn.Module):
             codes.append(code)
         return torch.stack(codes, 1), quantized, residuals
 
-    def forward(self, x: torch.Tensor):
-        """Reconstruction, codes and the loss terms (reconstruction, quantization)."""
+    def forward(self, x: torch.Tensor) -> Output:
         z = self.encoder(x)
         codes, quantized, residuals = self.quantize(z)
         vq = sum(
@@ -94,9 +101,10 @@ class RQVAE(nn.Module):
             + self.beta * ((r - book[c].detach()) ** 2).sum(1).mean()
             for r, book, c in zip(residuals, self.codebooks, codes.unbind(1), strict=True)
         )
-        straight_through = z + (quantized - z).detach()
-        recon = self.decoder(straight_through)
-        return recon, codes, ((recon - x) ** 2).sum(1).mean(), vq
+        # Straight-through: the decoder sees the quantized latent, gradients reach the encoder.
+        quantized_st = z + (quantized - z).detach()
+        recon = self.decoder(quantized_st)
+        return Output(codes, quantized_st, ((recon - x) ** 2).sum(1).mean(), vq)
 
     @torch.no_grad()
     def init_codebooks(self, x: torch.Tensor, generator: torch.Generator) -> None:
@@ -181,21 +189,25 @@ class RQVAETokenizer(Tokenizer):
             raise ValueError("embeddings contain NaN or infinite values")
         return vectors
 
-    def _train(self, x: torch.Tensor) -> RQVAE:
+    def _train(self, x: torch.Tensor, dataset: Dataset) -> RQVAE:
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         sizes = [self.codebook_size] * self.levels
         model = RQVAE(x.shape[1], sizes, self.latent_dim, self.hidden, self.beta).to(x.device)
         model.init_codebooks(x, generator)
+        self._prepare(model, dataset, generator)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
-        bar = tqdm(range(self.epochs), desc="RQ-VAE", disable=not self.progress, leave=False)
+        bar = tqdm(
+            range(self.epochs), desc=type(self).__name__, disable=not self.progress, leave=False
+        )
         for _ in bar:
             model.train()
+            self._start_epoch(model, generator)
             order = torch.randperm(len(x), generator=generator).to(x.device)
             total = 0.0
             for batch in order.split(self.batch_size):
-                _, _, recon, vq = model(x[batch])
-                loss = recon + vq
+                out = model(x[batch])
+                loss = out.recon_loss + out.vq_loss + self._extra_loss(model, batch, out)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -205,9 +217,20 @@ class RQVAETokenizer(Tokenizer):
             bar.set_postfix(loss=f"{total / len(x):.4f}", reseeded=dead)
         return model
 
+    # Hooks for tokenizers that add objectives to RQ-VAE training (LETTER).
+    def _prepare(self, model: RQVAE, dataset: Dataset, generator: torch.Generator) -> None:
+        """Called once before training; may add modules to `model`."""
+
+    def _start_epoch(self, model: RQVAE, generator: torch.Generator) -> None:
+        """Called at the start of every epoch."""
+
+    def _extra_loss(self, model: RQVAE, batch: torch.Tensor, out: Output) -> torch.Tensor | float:
+        """Added to the loss of every batch (`batch`: item indices)."""
+        return 0.0
+
     def _codes(self, dataset: Dataset):
         x = torch.from_numpy(self._vectors(dataset)).to(self.device)
-        model = self._train(x)
+        model = self._train(x, dataset)
         self.model_ = model
         with torch.no_grad():
             z = model.encoder(x)
