@@ -48,3 +48,56 @@ def test_file_on_letter_beauty():
     assert ids.is_unique()
     assert tokenizer.report_.before.shared_identifiers == 11
     assert tokenizer.report_.unique.moved == 13
+
+
+def test_cli_tokenize(data, tmp_path, caplog):
+    import json
+    import logging
+
+    from siit.cli import main
+
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    users = {str(u): data.sequence(u).tolist() for u in range(data.n_users)}
+    (folder / "Toy.inter.json").write_text(json.dumps(users))
+    (folder / "Toy.item.json").write_text(json.dumps(dict(enumerate(data.item_text))))
+    out = tmp_path / "ids.json"
+    with caplog.at_level(logging.INFO):
+        code = main(
+            [
+                "tokenize",
+                "--data",
+                str(folder),
+                "--method",
+                "random",
+                "--levels",
+                "2",
+                "--codebook-size",
+                "16",
+                "--out",
+                str(out),
+            ]
+        )
+    assert code == 0 and "uniqueness step" in caplog.text
+    ids = Identifiers.load(out, (16, 16))
+    assert ids.is_unique() and ids.item_ids == [str(i) for i in range(60)]
+    again = tmp_path / "again.npz"
+    assert (
+        main(
+            [
+                "tokenize",
+                "--data",
+                str(folder),
+                "--method",
+                "file",
+                "--index",
+                str(out),
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
+    assert (Identifiers.load(again).codes == ids.codes).all()
+    with pytest.raises(SystemExit):
+        main(["tokenize", "--data", str(folder), "--method", "file", "--out", str(again)])

@@ -28,7 +28,7 @@ from siit.tokenizers import (
 
 # Names whose modules import torch or other heavy libraries load on first use, so that
 # `import siit` stays fast.
-_LAZY = {"RQVAETokenizer": "siit.rqvae"}
+_LAZY = {"RQVAETokenizer": "siit.rqvae", "LETTERTokenizer": "siit.letter"}
 
 
 def __getattr__(name: str) -> Any:
@@ -46,6 +46,7 @@ __all__ = [
     "IdentifierStats",
     "IdentifierTrie",
     "Identifiers",
+    "LETTERTokenizer",
     "RQVAETokenizer",
     "RandomTokenizer",
     "Samples",

@@ -65,6 +65,38 @@ def _data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokenizer(args: argparse.Namespace):
+    """The tokenizer a `siit tokenize` command line asks for."""
+    shape = {"levels": args.levels, "codebook_size": args.codebook_size}
+    if args.method == "file":
+        if args.index is None:
+            raise ValueError("--method file needs --index PATH")
+        from siit.tokenizers import FileTokenizer
+
+        return FileTokenizer(args.index, unique=args.unique)
+    if args.method == "random":
+        from siit.tokenizers import RandomTokenizer
+
+        return RandomTokenizer(**shape, seed=args.seed, unique=args.unique)
+    if args.method == "cid":
+        from siit.cid import CIDTokenizer
+
+        return CIDTokenizer(**shape, seed=args.seed, unique=args.unique)
+    from siit.letter import LETTERTokenizer
+    from siit.rqvae import RQVAETokenizer
+
+    kind = RQVAETokenizer if args.method == "rqvae" else LETTERTokenizer
+    return kind(**shape, epochs=args.epochs, seed=args.seed, device=args.device, unique=args.unique)
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    dataset = Dataset.load(args.data)
+    tokenizer = _tokenizer(args)
+    identifiers = tokenizer.fit(dataset)  # logs its report
+    print(f"wrote {identifiers.save(args.out)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="siit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = data.add_parser("stats", help="print a dataset's statistics")
     stats.add_argument("source", help='a dataset folder, or "ml-100k"')
     stats.set_defaults(run=_data_stats)
+    tokenize = commands.add_parser("tokenize", help="initial identifiers for a dataset's items")
+    tokenize.add_argument("--data", required=True, help='a dataset folder, or "ml-100k"')
+    tokenize.add_argument(
+        "--method", required=True, choices=["rqvae", "letter", "cid", "random", "file"]
+    )
+    tokenize.add_argument("--out", required=True, help=".json (index.json layout) or .npz")
+    tokenize.add_argument("--index", help="identifiers file for --method file")
+    tokenize.add_argument("--levels", type=int, default=3)
+    tokenize.add_argument("--codebook-size", type=int, default=256)
+    tokenize.add_argument("--epochs", type=int, default=200, help="rqvae/letter training")
+    tokenize.add_argument("--unique", choices=["nearest", "suffix"], default="nearest")
+    tokenize.add_argument("--device", default=None, help="torch device (default: cuda if any)")
+    tokenize.add_argument("--seed", type=int, default=0)
+    tokenize.set_defaults(run=_tokenize)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     if args.command == "demo" and (args.items < 1 or args.levels < 2 or args.candidates < 2):
