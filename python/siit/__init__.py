@@ -17,6 +17,7 @@ from siit._core import (
 )
 from siit._core import __version__ as __version__
 from siit.data import Dataset, Samples
+from siit.embed import embed, item_texts
 from siit.identifiers import Identifiers, IdentifierStats, UniqueResult
 from siit.tokenizers import (
     FileTokenizer,
@@ -28,7 +29,11 @@ from siit.tokenizers import (
 
 # Names whose modules import torch or other heavy libraries load on first use, so that
 # `import siit` stays fast.
-_LAZY = {"RQVAETokenizer": "siit.rqvae", "LETTERTokenizer": "siit.letter"}
+_LAZY = {
+    "CIDTokenizer": "siit.cid",
+    "LETTERTokenizer": "siit.letter",
+    "RQVAETokenizer": "siit.rqvae",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CIDTokenizer",
     "Dataset",
     "FileTokenizer",
     "FitReport",
@@ -56,5 +62,7 @@ __all__ = [
     "UniqueResult",
     "assign_unique",
     "disambiguate",
+    "embed",
     "group_duplicates",
+    "item_texts",
 ]
