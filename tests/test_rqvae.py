@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from siit.cluster import kmeans
 from siit.data import Dataset
-from siit.rqvae import RQVAE, RQVAETokenizer, kmeans
+from siit.rqvae import RQVAE, RQVAETokenizer
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,10 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from siit.cluster import kmeans
 from siit.data import Dataset
 from siit.identifiers import Identifiers
 from siit.tokenizers import Tokenizer, UniqueMethod
@@ -93,34 +95,6 @@ def spectral_embedding(adjacency: sp.csr_matrix, dim: int, rng: np.random.Genera
         operator = LinearOperator((m, m), matvec=matvec, dtype=np.float64)
         vectors = eigsh(operator, k=dim, which="LA", v0=rng.random(m))[1]
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def kmeans(
-    points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100
-) -> np.ndarray:
-    """Centroids (k, dim) of Lloyd's k-means from a k-means++ start. An empty cluster keeps
-    its centroid; duplicate points are fine."""
-    m = len(points)
-    centroids = np.empty((k, points.shape[1]))
-    centroids[0] = points[rng.integers(m)]
-    closest = _squared_distances(points, centroids[:1])[:, 0]
-    for c in range(1, k):
-        # k-means++: the next start is drawn in proportion to the squared distance.
-        total = closest.sum()
-        pick = np.searchsorted(np.cumsum(closest), rng.random() * total) if total > 0 else 0
-        centroids[c] = points[min(pick, m - 1)]
-        closest = np.minimum(closest, _squared_distances(points, centroids[c : c + 1])[:, 0])
-    labels = None
-    for _ in range(iterations):
-        new = _squared_distances(points, centroids).argmin(axis=1)
-        if labels is not None and np.array_equal(new, labels):
-            break
-        labels = new
-        counts = np.bincount(labels, minlength=k)
-        members = sp.csr_matrix((np.ones(m), (labels, np.arange(m))), shape=(k, m))
-        filled = counts > 0
-        centroids[filled] = (members @ points)[filled] / counts[filled, None]
-    return centroids
 
 
 def _squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -184,7 +158,9 @@ def split_cluster(
     linked = np.flatnonzero(adjacency.getnnz(axis=1) > 0)
     if len(linked) > k:
         embedding = spectral_embedding(adjacency[linked][:, linked], k, rng)
-        distances = _squared_distances(embedding, kmeans(embedding, k, rng))
+        seed = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        centroids = kmeans(torch.from_numpy(embedding), k, iterations=100, generator=seed)
+        distances = _squared_distances(embedding, centroids.numpy())
         labels[linked] = capped_labels(distances, capacity)
     else:
         labels[linked] = _by_degree(degree[linked])

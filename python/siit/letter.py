@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from siit.cluster import kmeans
 from siit.data import Dataset
-from siit.rqvae import RQVAE, Output, RQVAETokenizer, kmeans
+from siit.rqvae import RQVAE, Output, RQVAETokenizer
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class LETTERTokenizer(RQVAETokenizer):
             self._clusters = []
             for book in model.codebooks:
                 centers = kmeans(
-                    book.detach(), self.diversity_clusters, iters=10, generator=generator
+                    book.detach(), self.diversity_clusters, iterations=10, generator=generator
                 )
                 self._clusters.append(torch.cdist(book.detach(), centers).argmin(1))
 

@@ -19,30 +19,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from siit.cluster import kmeans
 from siit.data import Dataset
 from siit.tokenizers import Tokenizer, UniqueMethod
 
 log = logging.getLogger(__name__)
-
-
-def kmeans(x: torch.Tensor, k: int, iters: int = 25, generator: torch.Generator | None = None):
-    """Centroids (k, d) of `x` (n, d) by Lloyd's algorithm from k-means++ seeds."""
-    n = x.shape[0]
-    first = torch.randint(n, (1,), generator=generator, device="cpu").item()
-    centroids = [x[first]]
-    dist = ((x - x[first]) ** 2).sum(1)
-    for _ in range(1, k):
-        probs = dist / dist.sum() if dist.sum() > 0 else torch.full_like(dist, 1.0 / n)
-        pick = torch.multinomial(probs.cpu(), 1, generator=generator).item()
-        centroids.append(x[pick])
-        dist = torch.minimum(dist, ((x - x[pick]) ** 2).sum(1))
-    c = torch.stack(centroids)
-    for _ in range(iters):
-        assign = torch.cdist(x, c).argmin(1)
-        sums = torch.zeros_like(c).index_add_(0, assign, x)
-        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
-        c = torch.where(counts > 0, sums / counts.clamp(min=1), c)
-    return c
 
 
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
