@@ -248,22 +248,34 @@ class Dataset:
             }
         else:
             raise ValueError(f"{folder}: neither u.data/u.item nor ml-100k.inter/ml-100k.item")
-        users = np.array([int(r[0]) for r in table])
-        item_of = [r[1] for r in table]
-        stamps = np.array([float(r[3]) for r in table])
-        missing = sorted({i for i in item_of if i not in text})
-        if missing:
-            raise ValueError(f"{folder}: ratings name items without an entry: {missing[:10]}")
-        item_ids = sorted(text, key=int)
-        index = {item: i for i, item in enumerate(item_ids)}
-        order = np.lexsort((np.arange(len(table)), stamps, users))  # user, time, file order
-        coded = np.array([index[i] for i in item_of])[order]
-        boundaries = np.flatnonzero(np.diff(users[order])) + 1
-        user_ids = [str(u) for u in np.unique(users)]
-        sequences = [seq.tolist() for seq in np.split(coded, boundaries)]
-        return cls(
-            sequences, [text[i] for i in item_ids], item_ids, user_ids, max_history, "ml-100k"
+        from siit.loaders import from_interactions
+
+        columns = list(zip(*table, strict=False))
+        return from_interactions(
+            columns[0],
+            columns[1],
+            np.array(columns[3], dtype=float),
+            text,
+            "ml-100k",
+            max_history=max_history,
         )
+
+    @classmethod
+    def from_table(cls, interactions: Any, items: Any = None, **options: Any) -> Dataset:
+        """From a table of interactions (user, item, timestamp columns) and an optional table
+        of item text: pandas DataFrames, CSV/Parquet paths or Hugging Face datasets. See
+        `siit.loaders.from_table` for the options (column names, k_core, dedup, ...)."""
+        from siit.loaders import from_table
+
+        return from_table(interactions, items, **options)
+
+    @classmethod
+    def from_amazon(cls, reviews: str | Path, metadata: str | Path, **options: Any) -> Dataset:
+        """From raw Amazon review dumps (2014 or 2018 style JSON lines, gzipped or not):
+        deduplicated, 5-core by default. See `siit.loaders.from_amazon`."""
+        from siit.loaders import from_amazon
+
+        return from_amazon(reviews, metadata, **options)
 
     @classmethod
     def synthetic(
