@@ -7,15 +7,12 @@ from hypothesis import strategies as st
 from siit import cid
 from siit.cid import CIDTokenizer, capped_labels, cooccurrence_graph, spectral_embedding
 from siit.data import Dataset
+from synthetic import latent_groups
 
 
 @pytest.fixture(scope="module")
 def data():
     return Dataset.synthetic(n_users=300, n_items=120, n_clusters=4, seed=0)
-
-
-def latent_group(dataset):
-    return np.array([int(t["categories"].split()[-1]) for t in dataset.item_text])
 
 
 def purity(labels, group):
@@ -39,7 +36,7 @@ def test_same_seed_same_identifiers(data):
 @pytest.mark.parametrize("dense_limit", [cid.DENSE_LIMIT, 0])  # 0: the sparse eigensolver
 def test_first_code_follows_the_latent_groups(data, monkeypatch, dense_limit):
     monkeypatch.setattr(cid, "DENSE_LIMIT", dense_limit)
-    group = latent_group(data)
+    group = latent_groups(data)
     first = CIDTokenizer(levels=4, codebook_size=4).fit(data).codes[:, 0]
     rng = np.random.default_rng(0)
     chance = np.mean([purity(rng.permutation(first), group) for _ in range(20)])

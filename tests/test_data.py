@@ -3,10 +3,10 @@
 import json
 import logging
 
-import numpy as np
 import pytest
 from shared_data import shared
 from siit.data import Dataset
+from synthetic import latent_groups
 
 
 def write(folder, inter, items, name="Toy"):
@@ -70,7 +70,7 @@ def test_synthetic_is_reproducible_and_clustered():
     a, b = Dataset.synthetic(seed=3), Dataset.synthetic(seed=3)
     assert (a.items == b.items).all() and a.item_text == b.item_text
     assert Dataset.synthetic(seed=4).items[:10].tolist() != a.items[:10].tolist()
-    groups = np.array([int(t["categories"].split()[-1]) for t in a.item_text])
+    groups = latent_groups(a)
     same = groups[a.items[1:]] == groups[a.items[:-1]]
     assert same.mean() > 0.6, "consecutive items mostly share a cluster"
     assert "synthetic-3" in repr(a)

@@ -6,13 +6,14 @@ import torch
 from siit.cluster import kmeans
 from siit.data import Dataset
 from siit.rqvae import RQVAE, RQVAETokenizer
+from synthetic import TINY_RQVAE, latent_groups
 
 
 @pytest.fixture(scope="module")
 def clustered():
     """A synthetic dataset and item vectors that carry its latent groups."""
     data = Dataset.synthetic(n_users=100, n_items=160, n_clusters=4, seed=1)
-    groups = np.array([int(t["categories"].split()[-1]) for t in data.item_text])
+    groups = latent_groups(data)
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(4, 32)) * 4
     vectors = (centers[groups] + rng.normal(size=(len(groups), 32))).astype(np.float32)
@@ -20,16 +21,7 @@ def clustered():
 
 
 def fit(vectors, data, **options):
-    settings = dict(
-        levels=3,
-        codebook_size=8,
-        epochs=8,
-        batch_size=64,
-        hidden=(64, 32),
-        latent_dim=8,
-        progress=False,
-        device="cpu",
-    )
+    settings = TINY_RQVAE | {"epochs": 8}
     tokenizer = RQVAETokenizer(vectors, **(settings | options))
     return tokenizer, tokenizer.fit(data)
 
