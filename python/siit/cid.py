@@ -56,8 +56,8 @@ def cooccurrence_graph(dataset: Dataset, window: int = 1) -> sp.csr_matrix:
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     user = np.repeat(np.arange(dataset.n_users), np.diff(dataset.offsets))
-    # A position is training if it comes before its user's last two items.
-    training = np.arange(dataset.n_interactions) < dataset.offsets[1:][user] - 2
+    training = np.zeros(dataset.n_interactions, dtype=bool)
+    training[dataset.train_positions()[1]] = True
     rows, cols = [], []
     for gap in range(1, window + 1):
         # The later position of a pair being training implies the earlier one is too.

@@ -133,16 +133,20 @@ class Dataset:
         histories = np.where(window >= starts[:, None], self.items[np.maximum(window, 0)], -1)
         return Samples(users, histories, self.items[positions])
 
+    def train_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """User and position (into `items`) of every training interaction: each user's
+        sequence without its last two items, which are the validation and test targets."""
+        lengths = np.diff(self.offsets) - 2
+        users = np.repeat(np.arange(self.n_users), lengths)
+        first_row = np.cumsum(lengths) - lengths  # each user's first row in the output
+        positions = np.repeat(self.offsets[:-1] - first_row, lengths) + np.arange(len(users))
+        return users, positions
+
     def train_samples(self) -> Samples:
         """Every prefix of each user's training part (all but the last two items)."""
-        lengths = np.diff(self.offsets) - 2  # training items per user
-        per_user = lengths - 1  # targets 1 .. lengths-1 within the training part
-        users = np.repeat(np.arange(self.n_users), per_user)
-        first_sample = np.cumsum(per_user) - per_user  # each user's first row in the output
-        positions = np.repeat(self.offsets[:-1] + 1 - first_sample, per_user) + np.arange(
-            len(users)
-        )
-        return self._samples(users, positions)
+        users, positions = self.train_positions()
+        target = positions != self.offsets[users]  # a user's first item has no history
+        return self._samples(users[target], positions[target])
 
     def valid_samples(self) -> Samples:
         """Each user's second to last item, after the training part."""

@@ -31,10 +31,7 @@ log = logging.getLogger(__name__)
 
 def training_pairs(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(user, item) of every training interaction: each sequence without its last two."""
-    lengths = np.diff(dataset.offsets) - 2
-    users = np.repeat(np.arange(dataset.n_users), lengths)
-    first_row = np.cumsum(lengths) - lengths
-    positions = np.repeat(dataset.offsets[:-1] - first_row, lengths) + np.arange(len(users))
+    users, positions = dataset.train_positions()
     return users, dataset.items[positions]
 
 

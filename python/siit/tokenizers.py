@@ -61,10 +61,7 @@ class Tokenizer:
         codes, sizes, candidates, scores = self._codes(dataset)
         raw = Identifiers(codes, sizes, dataset.item_ids)
         before = raw.stats()
-        if self.unique == "suffix":
-            result = raw.make_unique("suffix")
-        else:
-            result = raw.make_unique("nearest", candidates, scores)
+        result = raw.make_unique(self.unique, candidates, scores)
         self.report_ = FitReport(before, result, time.perf_counter() - start)
         log.info("%s on %s:\n%s", type(self).__name__, dataset.name, self.report_)
         return result.identifiers
