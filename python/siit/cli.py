@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -97,6 +98,51 @@ def _tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    from siit.config import parse_override
+
+    return dict(parse_override(item) for item in args.settings)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from siit.api import train
+    from siit.config import TrainConfig
+
+    settings = _settings(args)
+    config = None
+    if args.config is not None:
+        if args.resume is not None:
+            raise ValueError(
+                "--config and --resume exclude each other: a resumed run keeps its config"
+            )
+        config = TrainConfig.from_file(args.config)
+    try:
+        result = train(config=config, resume=args.resume, **settings)
+    except KeyboardInterrupt:
+        return 130
+    print(result)
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from siit.api import evaluate
+
+    metrics = evaluate(args.run_dir, args.dataset, args.split, **_settings(args))
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from siit.api import recommend
+
+    history = [int(h) if args.indices else h for h in args.history]
+    for item, score in recommend(history, args.k, args.run_dir, args.device):
+        print(f"{item}\t{score:.4f}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="siit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,13 +170,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokenize.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     tokenize.add_argument("--seed", type=int, default=0)
     tokenize.set_defaults(run=_tokenize)
+    overrides = (
+        "settings as name=value (values read as JSON), e.g. rounds=2 tasks='{\"seqrec\": 1}'"
+    )
+    train = commands.add_parser("train", help="train with SIIT rounds (see TrainConfig)")
+    train.add_argument("--config", help="a .toml, .yaml or .json file of settings")
+    train.add_argument("--resume", metavar="DIR", help="continue a run from its checkpoint")
+    train.add_argument("settings", nargs="*", help=overrides)
+    train.set_defaults(run=_train)
+    evaluate = commands.add_parser("evaluate", help="metrics of a finished run's best model")
+    evaluate.add_argument("run_dir", metavar="RUN", help="the run directory")
+    evaluate.add_argument("--split", choices=["test", "valid"], default="test")
+    evaluate.add_argument("--dataset", help="dataset spec (default: the run's)")
+    evaluate.add_argument("settings", nargs="*", help="evaluation " + overrides)
+    evaluate.set_defaults(run=_evaluate)
+    recommend = commands.add_parser("recommend", help="next items after a history")
+    recommend.add_argument("run_dir", metavar="RUN", help="the run directory")
+    recommend.add_argument("history", nargs="+", help="item ids, oldest first")
+    recommend.add_argument("-k", type=int, default=10)
+    recommend.add_argument("--indices", action="store_true", help="history holds item indices")
+    recommend.add_argument("--device", default="cpu")
+    recommend.set_defaults(run=_recommend)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     if args.command == "demo" and (args.items < 1 or args.levels < 2 or args.candidates < 2):
         parser.error("demo needs --items >= 1, --levels >= 2 and --candidates >= 2")
     try:
         return int(args.run(args))
-    except ValueError as e:  # bad input: the message names the argument or file
+    except (ValueError, FileNotFoundError) as e:  # bad input: the message names it
         parser.exit(2, f"siit: error: {e}\n")
 
 

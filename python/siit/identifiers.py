@@ -195,8 +195,10 @@ class Identifiers:
         return cls(np.array(rows, dtype=np.int64), codebook_sizes, list(raw), letters)
 
     def save(self, path: str | Path) -> Path:
-        """Writes `.json` (the index.json layout) or `.npz`, atomically."""
+        """Writes `.json` (the index.json layout) or `.npz`, atomically (creating the
+        directory)."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         if path.suffix == ".json":
             mapping = {item: self.tokens(i) for i, item in enumerate(self.item_ids)}

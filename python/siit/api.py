@@ -1,0 +1,334 @@
+"""`siit.train`, `siit.evaluate` and `siit.recommend`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data import Dataset
+from .decoding import TrieTables, beam_search
+from .embed import item_texts
+from .identifiers import Identifiers
+from .models import DTYPES, RecModel, build_model, check_model_name
+from .report import write_report
+from .tasks import TaskBuilder
+from .tokenizers import Tokenizer
+from .trainer import (
+    BEST,
+    CHECKPOINT,
+    Processes,
+    RoundResult,
+    Trainer,
+    TrainResult,
+    _device,
+    check_dataset,
+    check_fits,
+    evaluate_samples,
+    load_dataset,
+    make_tokenizer,
+)
+
+log = logging.getLogger("siit")
+
+RUNS = Path("runs")
+# Settings that may change when a run resumes; the rest must stay as the run started.
+RESUMABLE = {"device", "threads", "progress"}
+
+
+def _logging(run_dir: Path, main: bool) -> None:
+    logger = logging.getLogger("siit")
+    logger.setLevel(logging.INFO)
+    if (
+        not any(getattr(h, "_siit", False) for h in logger.handlers)
+        and not logging.getLogger().handlers
+    ):
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        console._siit = True  # type: ignore[attr-defined]
+        logger.addHandler(console)
+    for h in [h for h in logger.handlers if getattr(h, "_siit_file", False)]:
+        logger.removeHandler(h)
+        h.close()
+    if main:
+        file = logging.FileHandler(run_dir / "train.log")
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        file._siit_file = True  # type: ignore[attr-defined]
+        logger.addHandler(file)
+
+
+def _config(
+    config: TrainConfig | None, resume: str | Path | None, settings: dict[str, Any]
+) -> TrainConfig:
+    if resume is None:
+        return (config or TrainConfig()).replace(**settings).check()
+    saved = Path(resume) / "config.json"
+    if not saved.is_file():
+        raise FileNotFoundError(f"cannot resume: {saved} does not exist")
+    fixed = sorted(set(settings) - RESUMABLE)
+    if fixed or config is not None:
+        raise ValueError(
+            f"a resumed run keeps its configuration; only {sorted(RESUMABLE)} may "
+            f"change (got {fixed or 'config'})"
+        )
+    values = json.loads(saved.read_text())
+    values.update(settings, output_dir=str(resume))
+    return TrainConfig.from_dict(values).check()
+
+
+def train(
+    dataset: Dataset | str | None = None,
+    tokenizer: Tokenizer | Identifiers | str | None = None,
+    model: RecModel | str | None = None,
+    rounds: int | None = None,
+    output_dir: str | Path | None = None,
+    *,
+    config: TrainConfig | None = None,
+    resume: str | Path | None = None,
+    **settings: Any,
+) -> TrainResult:
+    """Train a generative recommender with SIIT rounds and return the best round.
+
+    Args:
+        dataset: a `Dataset` or a `TrainConfig.dataset` spec (default: MovieLens-100K).
+        tokenizer: initial identifiers: a tokenizer (fitted here), `Identifiers`, a tokenizer
+            name or an identifiers file (default: RQ-VAE).
+        model: a `RecModel`, a preset, a Hugging Face name or a directory (default: t5-mini).
+        rounds: refinement rounds (0: the baseline with the initial identifiers).
+        output_dir: the run directory (default: runs/<dataset>-<tokenizer>-<time>).
+        config: base settings; `settings` override single fields (see `TrainConfig`).
+        resume: a run directory to continue from its last checkpoint.
+    """
+    for key, value in (("dataset", dataset), ("tokenizer", tokenizer), ("model", model)):
+        if isinstance(value, str):
+            settings[key] = value
+    if rounds is not None:
+        settings["rounds"] = rounds
+    if output_dir is not None:
+        settings["output_dir"] = str(output_dir)
+    cfg = _config(config, resume, settings)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    procs = Processes.start(
+        cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    device = _device(cfg, procs)
+    if not isinstance(model, RecModel) and resume is None:
+        check_model_name(cfg.model, cfg.gguf_file)
+
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(cfg.dataset, cfg.max_history)
+    check_dataset(cfg, data)
+    run_dir = _run_dir(cfg, data, procs)
+    cfg.output_dir = str(run_dir)
+    _logging(run_dir, procs.main)
+    if procs.main and resume is None:
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    log.info("%r", data)
+    log.info("run directory %s, %d process(es) on %s", run_dir, procs.world, device)
+
+    checkpoint = run_dir / CHECKPOINT
+    if resume is not None:
+        if not (checkpoint / "state.json").is_file():
+            raise FileNotFoundError(f"cannot resume: {checkpoint} holds no checkpoint")
+        identifiers = Identifiers.load(checkpoint / "identifiers.npz")
+        rec = RecModel.load(checkpoint / "model", device)
+    else:
+        identifiers = _initial_identifiers(tokenizer, cfg, data, procs)
+        if isinstance(model, RecModel):
+            rec = model
+            rec.model.to(device)
+        else:
+            rec = build_model(
+                cfg.model,
+                identifiers.codebook_sizes,
+                identifiers.prefixes,
+                item_texts(data) if any(data.item_text) else [],
+                cfg.text_vocab_size,
+                cfg.gguf_file,
+                cfg.seed,
+                **cfg.model_options,
+            )
+            rec.model.to(device)
+    rec.model.to(DTYPES[cfg.dtype])
+    check_fits(rec, identifiers, cfg)
+    torch.manual_seed(cfg.seed + procs.rank)
+
+    trainer = Trainer(cfg, data, identifiers, rec, run_dir, procs)
+    if resume is not None:
+        trainer.load_checkpoint(checkpoint)
+        log.info(
+            "resuming at round %d epoch %d step %d",
+            trainer.state["round"],
+            trainer.state["epoch"],
+            trainer.state["step"],
+        )
+    started = time.perf_counter()
+    trainer.fit()
+
+    best = run_dir / BEST
+    best_round = trainer.state["best_round"]
+    rec = RecModel.load(best / "model", device)
+    rec.model.to(DTYPES[cfg.dtype])
+    identifiers = Identifiers.load(best / "index.json", identifiers.codebook_sizes)
+    tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    test = evaluate_samples(rec, tasks, identifiers, data.test_samples(), cfg, procs, "test")
+    log.info(
+        "best round %d; test: %s (%.0f s training)",
+        best_round,
+        ", ".join(f"{k} {v:.4f}" for k, v in test.items()),
+        time.perf_counter() - started,
+    )
+    trainer.rec = rec
+    trainer.write_metrics(test)
+    paths = {
+        "metrics": run_dir / "metrics.json",
+        "config": run_dir / "config.json",
+        "best": best,
+        "checkpoint": checkpoint,
+        "index": run_dir / "index",
+    }
+    if procs.main:
+        paths["report"] = write_report(run_dir / "metrics.json", run_dir / "report.png")
+    procs.barrier()
+    rounds_ = [RoundResult(**r) for r in trainer.state["rounds"]]
+    return TrainResult(rec, identifiers, rounds_, best_round, test, run_dir, paths)
+
+
+def _run_dir(cfg: TrainConfig, data: Dataset, procs: Processes) -> Path:
+    if cfg.output_dir is not None:
+        path = Path(cfg.output_dir)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        tok = (
+            Path(cfg.tokenizer).stem
+            if cfg.tokenizer not in ("rqvae", "letter", "cid", "random")
+            else cfg.tokenizer
+        )
+        path = RUNS / f"{data.name}-{tok}-r{cfg.rounds}-s{cfg.seed}-{stamp}"
+        path = Path(procs.gather(str(path))[0])  # every rank uses rank 0's name
+    if procs.main:
+        path.mkdir(parents=True, exist_ok=True)
+    procs.barrier()
+    return path
+
+
+def _initial_identifiers(
+    tokenizer: Any, cfg: TrainConfig, data: Dataset, procs: Processes
+) -> Identifiers:
+    if isinstance(tokenizer, Identifiers):
+        identifiers = tokenizer
+    elif procs.main:
+        fitter = tokenizer if isinstance(tokenizer, Tokenizer) else make_tokenizer(cfg)
+        log.info("fitting initial identifiers with %s", type(fitter).__name__)
+        identifiers = fitter.fit(data)
+    else:
+        identifiers = None  # type: ignore[assignment]
+    # one tokenizer fit, shared by every rank
+    codes = procs.gather(
+        None
+        if identifiers is None
+        else (
+            identifiers.codes,
+            identifiers.codebook_sizes,
+            identifiers.item_ids,
+            identifiers.prefixes,
+        )
+    )[0]
+    identifiers = Identifiers(*codes)
+    if identifiers.n_items != data.n_items:
+        raise ValueError(
+            f"initial identifiers cover {identifiers.n_items} items, the dataset {data.n_items}"
+        )
+    if not identifiers.is_unique():
+        raise ValueError("initial identifiers must be unique (Identifiers.make_unique)")
+    return identifiers
+
+
+def load_run(
+    run: str | Path | None = None, device: str = "cpu"
+) -> tuple[TrainConfig, RecModel, Identifiers]:
+    """A finished run's configuration, best model and identifiers (default: the newest run
+    under ./runs)."""
+    run_dir = Path(run) if run is not None else _latest_run()
+    best = run_dir / BEST
+    if not (best / "model").is_dir():
+        raise FileNotFoundError(f"{run_dir} has no finished round ({best} is missing)")
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    rec = RecModel.load(best / "model", device)
+    identifiers = Identifiers.load(best / "index.json", rec.codebook_sizes)
+    return cfg, rec, identifiers
+
+
+def _latest_run() -> Path:
+    runs = sorted(
+        (p for p in RUNS.glob("*") if (p / BEST).is_dir()), key=lambda p: p.stat().st_mtime
+    )
+    if not runs:
+        raise FileNotFoundError(f"no finished run under {RUNS.resolve()}; pass run=DIR")
+    return runs[-1]
+
+
+def evaluate(
+    run: str | Path | None = None,
+    dataset: Dataset | str | None = None,
+    split: str = "test",
+    **settings: Any,
+) -> dict[str, float]:
+    """Metrics of a finished run's best model on a split ("test" or "valid"); `settings`
+    override evaluation fields (beams, eval_mode, eval_batch_size, device)."""
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    cfg, rec, identifiers = load_run(run, settings.get("device", "cpu"))
+    cfg = cfg.replace(**settings).check()
+    data = (
+        dataset
+        if isinstance(dataset, Dataset)
+        else load_dataset(dataset or cfg.dataset, cfg.max_history)
+    )
+    tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    samples = data.test_samples() if split == "test" else data.valid_samples()
+    return evaluate_samples(rec, tasks, identifiers, samples, cfg, desc=split)
+
+
+def recommend(
+    history: Sequence[str | int],
+    k: int = 10,
+    run: str | Path | None = None,
+    device: str = "cpu",
+) -> list[tuple[str, float]]:
+    """The top-k next items (item id, log-probability) after a history of item ids (strings
+    as in the dataset, or int item indices), from a finished run's best model."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    cfg, rec, identifiers = load_run(run, device)
+    index = {item: i for i, item in enumerate(identifiers.item_ids)}
+    rows = []
+    for position, item in enumerate(history):
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            if not 0 <= item < identifiers.n_items:
+                raise ValueError(f"history[{position}] = {item} is not an item index")
+            rows.append(int(item))
+        elif str(item) in index:
+            rows.append(index[str(item)])
+        else:
+            raise ValueError(f"history[{position}] = {item!r} is not a known item id")
+    if not rows:
+        raise ValueError("history is empty")
+    hist = np.full((1, cfg.max_history), -1, dtype=np.int64)
+    kept = rows[-cfg.max_history :]
+    hist[0, cfg.max_history - len(kept) :] = kept
+    tasks = TaskBuilder(rec, None, identifiers)
+    prompt, _ = tasks.seqrec(hist)
+    found = beam_search(rec, prompt, max(k, 1), TrieTables.of(identifiers, rec.device))
+    return [
+        (identifiers.item_ids[i], float(s))
+        for i, s in zip(found.items[0], found.scores[0], strict=True)
+        if i >= 0
+    ][:k]

@@ -1,0 +1,211 @@
+"""`TrainConfig`: every setting of a run, checked before any work starts, and read from
+TOML, YAML or JSON files (as data: no code is evaluated)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .metrics import NDCG_KS, RECALL_KS
+from .tasks import check_task_weights
+
+TOKENIZERS = ("rqvae", "letter", "cid", "random")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `siit.train`. The defaults are the embedded CPU demo: MovieLens-100K,
+    RQ-VAE identifiers, the t5-mini preset, 3 SIIT rounds."""
+
+    # data
+    dataset: str = "movielens"  # "movielens", "synthetic" or a path for Dataset.load
+    max_history: int = 20
+    # initial identifiers: a tokenizer name or an identifiers file (.index.json, .npz)
+    tokenizer: str = "rqvae"
+    levels: int = 3
+    codebook_size: int = 256
+    tokenizer_options: dict[str, Any] = field(default_factory=dict)
+    # model: a preset, a Hugging Face name or a local directory
+    model: str = "t5-mini"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    gguf_file: str | None = None
+    dtype: str = "float32"  # "float32", "float64" or "bfloat16" weights
+    text_vocab_size: int = 4000
+    max_text_tokens: int = 64
+    max_title_tokens: int = 24
+    # tasks: weight = passes over that task's samples per epoch (fractions subsample)
+    tasks: dict[str, float] = field(
+        default_factory=lambda: {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0}
+    )
+    samples_per_user: int | None = None  # train on each user's last N prefixes only
+    # schedule: round 0 trains on the initial identifiers, rounds 1..R after a refinement
+    rounds: int = 3
+    epochs_per_round: int = 2
+    batch_size: int = 256
+    lr: float = 2e-3
+    lr_schedule: str = "constant"  # "constant" or "cosine" (over the whole run), both warmed up
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    # refinement
+    refine_beams: int = 20
+    diversity: float = 0.0
+    keep_current: bool = True  # the current identifier competes with the beams
+    # evaluation
+    beams: int = 20
+    eval_mode: str = "beam"  # "beam" or "exact" (teacher-forced scores of every item)
+    eval_batch_size: int = 64
+    valid_users: int | None = None  # validate on a fixed random subset of users
+    # run
+    seed: int = 0
+    device: str = "auto"
+    output_dir: str | None = None
+    threads: int | None = None
+    progress: bool = True
+
+    # -- checks --------------------------------------------------------------------------
+
+    def check(self) -> TrainConfig:
+        """Raise ValueError naming the first bad setting; return self."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"bad configuration: {message}")
+
+        for name in (
+            "max_history",
+            "levels",
+            "codebook_size",
+            "epochs_per_round",
+            "batch_size",
+            "refine_beams",
+            "beams",
+            "eval_batch_size",
+            "text_vocab_size",
+            "max_text_tokens",
+            "max_title_tokens",
+        ):
+            value = getattr(self, name)
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                f"{name} must be an integer >= 1, got {value!r}",
+            )
+        for name in ("rounds", "warmup_steps", "seed"):
+            value = getattr(self, name)
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                f"{name} must be an integer >= 0, got {value!r}",
+            )
+        for name in ("samples_per_user", "valid_users", "threads"):
+            value = getattr(self, name)
+            need(
+                value is None or (isinstance(value, int) and value >= 1),
+                f"{name} must be None or an integer >= 1, got {value!r}",
+            )
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        need(self.diversity >= 0, f"diversity must be >= 0, got {self.diversity}")
+        need(
+            self.lr_schedule in ("constant", "cosine"),
+            f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}",
+        )
+        need(
+            self.dtype in ("float32", "float64", "bfloat16"),
+            f"dtype must be 'float32', 'float64' or 'bfloat16', got {self.dtype!r}",
+        )
+        need(
+            self.eval_mode in ("beam", "exact"),
+            f"eval_mode must be 'beam' or 'exact', got {self.eval_mode!r}",
+        )
+        largest_k = max(*RECALL_KS, *NDCG_KS)
+        need(
+            self.beams >= largest_k,
+            f"beams ({self.beams}) must be >= the largest k reported ({largest_k})",
+        )
+        need(
+            self.tokenizer in TOKENIZERS or Path(self.tokenizer).is_file(),
+            f"tokenizer must be one of {list(TOKENIZERS)} or an identifiers file, "
+            f"got {self.tokenizer!r}",
+        )
+        need(self.levels <= 26, f"levels ({self.levels}) must be <= 26 (one letter each)")
+        bits = self.levels * math.ceil(math.log2(max(self.codebook_size, 2)))
+        need(
+            bits <= 64,
+            f"identifiers of {self.levels} levels x {self.codebook_size} codes need "
+            f"{bits} bits; at most 64 fit the core's keys",
+        )
+        try:
+            self.tasks = check_task_weights(self.tasks)
+        except ValueError as err:
+            raise ValueError(f"bad configuration: {err}") from None
+        return self
+
+    # -- files ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {unknown}; known settings: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """A `.toml`, `.yaml`/`.yml` or `.json` file of settings (a `[train]` table or the
+        top level)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        text = path.read_text()
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+
+                values = tomllib.loads(text)
+            elif path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                values = yaml.safe_load(text) or {}
+            elif path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                raise ValueError("use .toml, .yaml, .yml or .json")
+        except Exception as err:  # noqa: BLE001 - parse errors of three libraries
+            raise ValueError(f"config file {path}: {err}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path}: expected a table of settings")
+        values = values.get("train", values)
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config file {path}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}")
+        return dataclasses.replace(self, **changes)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`name=value` from the command line; the value is read as JSON (numbers, booleans,
+    null, lists, objects) and otherwise kept as a string."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like name=value")
+    name, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip().replace("-", "_"), value

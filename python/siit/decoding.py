@@ -1,0 +1,338 @@
+"""Beam search over identifiers, constrained by the core's trie on the model's device.
+
+`TrieTables` holds `IdentifierTrie.tables()` as device tensors; one decoding step of a batch
+of beams is a gather (dense levels) or a gather plus a scatter (CSR levels), STATIC-style:
+no Python per beam or per code. Two front ends share it:
+
+- `beam_search`: the project's fixed-length beam search (L steps, KV cache, top-k over the
+  allowed codes of each level). Without tables it searches each level's whole codebook,
+  which is what refinement needs.
+- `TrieLogitsProcessor`: the same masks as a `transformers.LogitsProcessor`, for users who
+  call `model.generate`.
+
+`dict_trie_allowed_fn` is the public baseline (`prefix_allowed_tokens_fn` over a nested
+dict), kept for the comparison benchmark and tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._core import IdentifierTrie
+from .identifiers import Identifiers
+from .models import RecModel, full_precision
+
+NEG_INF = float("-inf")
+
+
+class TrieTables:
+    """A trie's decoding tables on a device."""
+
+    def __init__(
+        self, trie: IdentifierTrie, device: str | torch.device = "cpu", dense_limit: int = 1 << 22
+    ) -> None:
+        raw = trie.tables(dense_limit)
+        self.device = torch.device(device)
+        self.sizes = [int(v) for v in raw["codebook_sizes"]]
+        self.max_children = [int(v) for v in raw["max_children"]]
+
+        def put(name: str) -> torch.Tensor:
+            return torch.as_tensor(raw[name], device=self.device)
+
+        levels = range(len(self.sizes))
+        self.offsets = [put(f"offsets_{t}") for t in levels]
+        self.codes = [put(f"codes_{t}") for t in levels]
+        self.dense = [put(f"dense_{t}") if f"dense_{t}" in raw else None for t in levels]
+        self.leaf_items = put("leaf_items")
+        self._arange = [torch.arange(m, device=self.device) for m in self.max_children]
+
+    @classmethod
+    def of(cls, identifiers: Identifiers, device: str | torch.device = "cpu") -> TrieTables:
+        return cls(IdentifierTrie(identifiers.codes, identifiers.codebook_sizes), device)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.sizes)
+
+    def children(self, node: torch.Tensor, level: int) -> torch.Tensor:
+        """Child node of each depth-`level` node (B,) for every code (B, V); -1 where the
+        code leads to no identifier."""
+        dense = self.dense[level]
+        if dense is not None:
+            return dense[node]
+        size = self.sizes[level]
+        start = self.offsets[level][node]
+        pos = start[:, None] + self._arange[level]
+        valid = pos < self.offsets[level][node + 1][:, None]
+        code = self.codes[level][pos.clamp(max=len(self.codes[level]) - 1)]
+        slot = torch.where(valid, code, size)  # invalid positions land in a spare column
+        out = torch.full((len(node), size + 1), -1, dtype=torch.long, device=node.device)
+        out.scatter_(1, slot, torch.where(valid, pos, -1))
+        return out[:, :size]
+
+    def walk(self, codes: torch.Tensor) -> torch.Tensor:
+        """Node reached by each prefix (B, t); -1 where the prefix is not in the trie."""
+        node = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
+        for level in range(codes.shape[1]):
+            code = codes[:, level].clamp(0, self.sizes[level] - 1)
+            child = self.children(node.clamp(min=0), level).gather(1, code[:, None])[:, 0]
+            node = torch.where((node >= 0) & (codes[:, level] == code), child, -1)
+        return node
+
+
+class BeamResult:
+    """Beams of a batch, best first: codes (B, K, L), scores (B, K) summed log-probs, items
+    (B, K) or None when the search was not constrained to a trie. Beams that could not be
+    filled (fewer valid identifiers than K) have score -inf and item -1."""
+
+    def __init__(self, codes: np.ndarray, scores: np.ndarray, items: np.ndarray | None) -> None:
+        self.codes, self.scores, self.items = codes, scores, items
+
+
+def _cache_of(out: Any) -> Any:
+    """The KV cache of a model output (`cache` in recent transformers, `past_key_values`
+    before)."""
+    cache = out.get("cache")
+    return out.get("past_key_values") if cache is None else cache
+
+
+def _cache_arg(net: Any) -> str:
+    params = inspect.signature(net.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _first_step(model: RecModel, prompt: np.ndarray) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Run the prompt; return the model output and what later steps need."""
+    net = model.model
+    inputs = model.inputs(prompt)
+    if model.kind == "seq2seq":
+        encoder = net.get_encoder()(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        )
+        state = {"hidden": encoder.last_hidden_state, "mask": inputs["attention_mask"]}
+        start = torch.full(
+            (len(prompt), 1), int(net.config.decoder_start_token_id), device=model.device
+        )
+        out = net(
+            encoder_outputs=(state["hidden"],),
+            attention_mask=state["mask"],
+            decoder_input_ids=start,
+            use_cache=True,
+        )
+    else:
+        state = {"mask": inputs["attention_mask"], "pos": inputs["position_ids"][:, -1:]}
+        out = net(**inputs, use_cache=True, logits_to_keep=1)
+    return out, state
+
+
+def _next_step(
+    model: RecModel,
+    state: dict[str, torch.Tensor],
+    past: Any,
+    beam_idx: torch.Tensor,
+    tokens: torch.Tensor,
+    step: int,
+) -> Any:
+    """Feed the chosen tokens (B*K, 1) of step `step` (0-based) to the reordered beams."""
+    net = model.model
+    past.reorder_cache(beam_idx)
+    cache = {_cache_arg(net): past}
+    state["mask"] = state["mask"][beam_idx]
+    if model.kind == "seq2seq":
+        state["hidden"] = state["hidden"][beam_idx]
+        return net(
+            encoder_outputs=(state["hidden"],),
+            attention_mask=state["mask"],
+            decoder_input_ids=tokens,
+            use_cache=True,
+            **cache,
+        )
+    state["pos"] = state["pos"][beam_idx]
+    state["mask"] = torch.cat([state["mask"], torch.ones_like(tokens)], dim=1)
+    return net(
+        input_ids=tokens,
+        attention_mask=state["mask"],
+        position_ids=state["pos"] + step + 1,
+        use_cache=True,
+        **cache,
+    )
+
+
+@torch.no_grad()
+def beam_search(
+    model: RecModel,
+    prompt: np.ndarray,
+    beams: int,
+    tables: TrieTables | None = None,
+    penalty: Sequence[torch.Tensor] | None = None,
+) -> BeamResult:
+    """Fixed-length beam search of identifiers for left-padded prompts (B, P).
+
+    At step t only level-t identifier tokens compete (log-softmax over the whole vocabulary,
+    as `generate` scores them); with `tables`, only codes that extend a valid identifier;
+    `penalty` (one (V_t,) tensor per level) is subtracted from the log-probs.
+    """
+    if beams < 1:
+        raise ValueError(f"beams must be >= 1, got {beams}")
+    was_training = model.model.training
+    model.model.eval()
+    try:
+        out, state = _first_step(model, prompt)
+        b, device = len(prompt), model.device
+        scores = torch.zeros(
+            b,
+            1,
+            device=device,
+            dtype=torch.float64 if model.model.dtype == torch.float64 else torch.float32,
+        )
+        node = torch.zeros(b, 1, dtype=torch.long, device=device)
+        codes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)
+        for t in range(model.n_levels):
+            k, size = scores.shape[1], model.codebook_sizes[t]
+            logp = torch.log_softmax(full_precision(out.logits[:, -1]), -1)[
+                :, model.level_token_ids(t)
+            ]
+            logp = logp.view(b, k, size)
+            if penalty is not None:
+                logp = logp - penalty[t].to(logp.dtype)
+            if tables is not None:
+                child = tables.children(node.view(-1), t).reshape(b, k, size)
+                logp = logp.masked_fill(child < 0, NEG_INF)
+            total = (scores[..., None] + logp).view(b, k * size)
+            scores, idx = total.topk(min(beams, k * size), dim=1)
+            parent, code = idx // size, idx % size
+            codes = torch.cat(
+                [codes.gather(1, parent[..., None].expand(-1, -1, t)), code[..., None]], 2
+            )
+            if tables is not None:
+                node = child.reshape(b, -1).gather(1, idx).clamp(min=0)
+            if t + 1 < model.n_levels:
+                beam_idx = (torch.arange(b, device=device)[:, None] * k + parent).view(-1)
+                tokens = (code + int(model.level_offsets[t])).view(-1, 1)
+                out = _next_step(model, state, _cache_of(out), beam_idx, tokens, t)
+    finally:
+        model.model.train(was_training)
+    items = None
+    if tables is not None:
+        items = torch.where(torch.isfinite(scores), tables.leaf_items[node], -1).cpu().numpy()
+    return BeamResult(codes.cpu().numpy(), scores.cpu().numpy(), items)
+
+
+try:
+    from transformers import LogitsProcessor
+except ImportError:  # pragma: no cover - transformers is a dependency
+    LogitsProcessor = object  # type: ignore[assignment,misc]
+
+
+class TrieLogitsProcessor(LogitsProcessor):  # type: ignore[misc,valid-type]
+    """Masks `generate`'s scores to the identifier tokens that continue a valid identifier.
+
+    `start` is the position in `input_ids` of the first identifier token: 1 for
+    encoder-decoder models (after the decoder start token), the padded prompt length for
+    decoder-only models. After L identifier tokens only EOS is allowed. Pass
+    `max_new_tokens=L`.
+    """
+
+    def __init__(self, tables: TrieTables, model: RecModel, start: int) -> None:
+        self.tables = tables
+        self.offsets = torch.as_tensor(model.level_offsets, device=tables.device)
+        self.slices = [model.level_token_ids(t) for t in range(model.n_levels)]
+        self.start = start
+        self.eos = model.eos_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        t = input_ids.shape[1] - self.start
+        out = torch.full_like(scores, NEG_INF)
+        if t >= self.tables.n_levels:
+            out[:, self.eos] = 0.0
+            return out
+        node = self.tables.walk(input_ids[:, self.start :] - self.offsets[:t]).clamp(min=0)
+        child = self.tables.children(node, t)
+        sl = self.slices[t]
+        out[:, sl] = scores[:, sl].masked_fill(child < 0, NEG_INF)
+        return out
+
+
+def dict_trie_allowed_fn(
+    identifiers: Identifiers, model: RecModel, start: int
+) -> Callable[[int, torch.Tensor], list[int]]:
+    """The public baseline: `prefix_allowed_tokens_fn` over a nested dict of token ids."""
+    root: dict[int, Any] = {}
+    for row in model.code_tokens(identifiers.codes).tolist():
+        node = root
+        for token in row:
+            node = node.setdefault(token, {})
+    eos = [model.eos_id]
+
+    def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
+        node = root
+        for token in input_ids[start:].tolist():
+            node = node.get(token, {})
+        return list(node) or eos
+
+    return allowed
+
+
+@torch.no_grad()
+def generate(model: RecModel, prompt: np.ndarray, beams: int, **constraint: Any) -> BeamResult:
+    """Beams from `model.generate` with a constraint (`logits_processor=[...]` or
+    `prefix_allowed_tokens_fn=...`); codes are read back from the generated tokens."""
+    inputs = model.inputs(prompt)
+    inputs.pop("position_ids", None)
+    levels = model.n_levels
+    net = model.model
+    was_training = net.training
+    net.eval()
+    try:
+        out = net.generate(
+            **inputs,
+            num_beams=beams,
+            num_return_sequences=beams,
+            max_new_tokens=levels,
+            do_sample=False,
+            length_penalty=0.0,
+            early_stopping=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=model.pad_id,
+            eos_token_id=model.eos_id,
+            **constraint,
+        )
+    finally:
+        net.train(was_training)
+    tokens = out.sequences[:, -levels:].cpu().numpy()
+    codes = (tokens - model.level_offsets).reshape(len(prompt), beams, levels)
+    scores = out.sequences_scores.double().cpu().numpy().reshape(len(prompt), beams)
+    return BeamResult(codes, scores, None)
+
+
+@torch.no_grad()
+def exact_scores(
+    model: RecModel, prompt: np.ndarray, identifiers: Identifiers, chunk: int = 4096
+) -> np.ndarray:
+    """Log-probability of every item's identifier for every prompt (B, n_items), by teacher
+    forcing: the exhaustive reference that beam search approximates (small catalogues)."""
+    targets = model.code_tokens(identifiers.codes)
+    n, b = len(targets), len(prompt)
+    out = np.empty((b, n), dtype=np.float64)
+    was_training = model.model.training
+    model.model.eval()
+    try:
+        per = max(1, chunk // max(b, 1))
+        for lo in range(0, n, per):
+            tgt = targets[lo : lo + per]
+            c = len(tgt)
+            logits = model.target_logits(model.model, np.repeat(prompt, c, 0), np.tile(tgt, (b, 1)))
+            logp = torch.log_softmax(full_precision(logits), -1)
+            picked = logp.gather(
+                2, torch.as_tensor(np.tile(tgt, (b, 1)), device=logp.device)[..., None]
+            )
+            out[:, lo : lo + c] = picked.sum((1, 2)).view(b, c).cpu().numpy()
+    finally:
+        model.model.train(was_training)
+    return out

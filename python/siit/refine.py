@@ -1,0 +1,159 @@
+"""The self-improvement step: the model proposes identifiers for every item from its
+item2id prompt, and the core's `assign_unique` keeps them unique.
+
+Proposals are beam searches restricted level by level to that level's codes, not to
+existing identifiers. "Diverse token generation" subtracts from each code's log-prob a
+penalty proportional to how many items use that code at that level (relative to uniform
+use), so crowded codes must be clearly better to win.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._core import assign_unique
+from .decoding import beam_search
+from .identifiers import Identifiers
+from .models import RecModel, full_precision
+from .tasks import TaskBuilder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RefineReport:
+    """What one refinement round did."""
+
+    changed: int  # items whose identifier changed
+    rank0: int  # items that got their best candidate
+    fallback: int  # items that got none of their candidates (nearest free identifier)
+    kept: int  # items that kept their identifier (the model scored it best available)
+    frozen: int  # items without text, which keep their identifier
+    codes_used: tuple[int, ...]  # distinct codes per level after the round
+    entropy_bits: tuple[float, ...]  # code entropy per level after the round
+    mean_rank0_logprob: float  # mean log-prob of the best candidate
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def usage_penalty(
+    identifiers: Identifiers, weight: float, device: torch.device
+) -> list[torch.Tensor]:
+    """Per level (V_t,): `weight` x (items using the code) / (items per code if uniform)."""
+    out = []
+    for level, size in enumerate(identifiers.codebook_sizes):
+        counts = np.bincount(identifiers.codes[:, level], minlength=size)
+        out.append(torch.as_tensor(weight * counts * size / identifiers.n_items, device=device))
+    return out
+
+
+@torch.no_grad()
+def current_scores(
+    model: RecModel, prompt: np.ndarray, target: np.ndarray, penalty: list[torch.Tensor] | None
+) -> np.ndarray:
+    """Log-prob (minus the penalty) of each prompt's current identifier tokens (B, L)."""
+    model.model.eval()
+    logits = model.target_logits(model.model, prompt, target)
+    t = torch.as_tensor(target, device=logits.device)
+    score = torch.log_softmax(full_precision(logits), -1).gather(2, t[..., None])[..., 0]
+    if penalty is not None:
+        codes = t - torch.as_tensor(model.level_offsets, device=t.device)
+        score = score - torch.stack([penalty[i][codes[:, i]] for i in range(t.shape[1])], 1)
+    return score.sum(1).cpu().numpy()
+
+
+def propose(
+    model: RecModel,
+    tasks: TaskBuilder,
+    items: np.ndarray,
+    identifiers: Identifiers,
+    beams: int = 20,
+    diversity: float = 0.0,
+    batch_size: int = 64,
+    keep_current: bool = True,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates (len(items), k, L) and their scores for `items`: the top `beams` of a
+    level-restricted beam search and, with `keep_current`, the item's current identifier
+    scored by the model (so an item moves only when the model prefers another identifier,
+    and a collision-free assignment always exists)."""
+    penalty = usage_penalty(identifiers, diversity, model.device) if diversity > 0 else None
+    levels = identifiers.n_levels
+    k = beams + int(keep_current)
+    candidates = np.zeros((len(items), k, levels), dtype=np.int64)
+    scores = np.full((len(items), k), -np.inf)
+    was_training = model.model.training
+    try:
+        for lo in tqdm(
+            range(0, len(items), batch_size), desc="refine", leave=False, disable=not progress
+        ):
+            prompt, target = tasks.item2id(items[lo : lo + batch_size])
+            found = beam_search(model, prompt, beams, penalty=penalty)
+            width = found.codes.shape[1]
+            candidates[lo : lo + batch_size, :width] = found.codes
+            scores[lo : lo + batch_size, :width] = found.scores
+            if keep_current:
+                candidates[lo : lo + batch_size, -1] = identifiers.codes[
+                    items[lo : lo + batch_size]
+                ]
+                scores[lo : lo + batch_size, -1] = current_scores(model, prompt, target, penalty)
+    finally:
+        model.model.train(was_training)
+    return candidates, scores
+
+
+def assign(
+    identifiers: Identifiers,
+    items: np.ndarray,
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    seconds: float = 0.0,
+) -> tuple[Identifiers, RefineReport]:
+    """New unique identifiers: `items` choose among their candidates; every other item keeps
+    its identifier (reserved)."""
+    frozen = np.setdiff1d(np.arange(identifiers.n_items), items)
+    reserved = identifiers.codes[frozen] if len(frozen) else None
+    codes_sub, rank = assign_unique(candidates, scores, identifiers.codebook_sizes, reserved)
+    codes = identifiers.codes.copy()
+    codes[items] = codes_sub
+    new = Identifiers(codes, identifiers.codebook_sizes, identifiers.item_ids, identifiers.prefixes)
+    stats = new.stats()
+    changed = (codes != identifiers.codes).any(1)
+    report = RefineReport(
+        changed=int(changed.sum()),
+        kept=int((~changed[items]).sum()) if len(items) else 0,
+        rank0=int((rank == 0).sum()),
+        fallback=int((rank < 0).sum()),
+        frozen=len(frozen),
+        codes_used=stats.codes_used,
+        entropy_bits=tuple(round(e, 4) for e in stats.entropy_bits),
+        mean_rank0_logprob=float(scores[:, 0].mean()) if len(scores) else 0.0,
+        seconds=round(seconds, 2),
+    )
+    return new, report
+
+
+def refine(
+    model: RecModel,
+    tasks: TaskBuilder,
+    identifiers: Identifiers,
+    beams: int = 20,
+    diversity: float = 0.0,
+    batch_size: int = 64,
+    keep_current: bool = True,
+) -> tuple[Identifiers, RefineReport]:
+    """One refinement round over all items with text (single process)."""
+    start = time.perf_counter()
+    items = tasks.alignment_items("item2id")
+    candidates, scores = propose(
+        model, tasks, items, identifiers, beams, diversity, batch_size, keep_current, progress=False
+    )
+    return assign(identifiers, items, candidates, scores, time.perf_counter() - start)

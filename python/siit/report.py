@@ -1,0 +1,82 @@
+"""The PNG report of a run: validation metrics per round, identifier churn per refinement,
+code usage and entropy per level."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_report(metrics_path: str | Path, out: str | Path) -> Path:
+    """Draw `metrics.json` into a three-panel PNG at `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = json.loads(Path(metrics_path).read_text())
+    rounds = metrics["rounds"]
+    xs = [r["round"] for r in rounds]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    ax = axes[0]
+    for key in ("recall@10", "ndcg@10", "recall@20"):
+        ax.plot(xs, [r["valid"][key] for r in rounds], marker="o", label=f"valid {key}")
+    best, test = metrics.get("best_round"), metrics.get("test")
+    if test and best is not None and best >= 0:
+        ax.scatter(
+            [best, best],
+            [test["recall@10"], test["ndcg@10"]],
+            marker="*",
+            s=140,
+            color="black",
+            zorder=3,
+            label="test (best round)",
+        )
+    ax.set(title="validation per round", xlabel="round", xticks=xs)
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    refined = [r for r in rounds if r.get("refine")]
+    if refined:
+        rx = [r["round"] for r in refined]
+        width = 0.25
+        for shift, key in ((-width, "changed"), (0.0, "rank0"), (width, "fallback")):
+            ax.bar([x + shift for x in rx], [r["refine"][key] for r in refined], width, label=key)
+        ax.legend(fontsize=8)
+        ax.set_xticks(rx)
+    else:
+        ax.text(0.5, 0.5, "no refinement rounds", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title="identifier churn per refinement", xlabel="round", ylabel="items")
+
+    ax = axes[2]
+    if refined:
+        levels = len(refined[0]["refine"]["codes_used"])
+        for level in range(levels):
+            ax.plot(
+                [r["round"] for r in refined],
+                [r["refine"]["codes_used"][level] for r in refined],
+                marker="o",
+                label=f"level {level} codes used",
+            )
+        twin = ax.twinx()
+        for level in range(levels):
+            twin.plot(
+                [r["round"] for r in refined],
+                [r["refine"]["entropy_bits"][level] for r in refined],
+                linestyle="--",
+                alpha=0.6,
+            )
+        twin.set_ylabel("entropy (bits, dashed)")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no refinement rounds", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title="code usage per level", xlabel="round", ylabel="distinct codes")
+
+    name = metrics.get("dataset", {}).get("name", "")
+    fig.suptitle(f"siit run: {name}, best round {best}")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,147 @@
+"""Training tasks as token arrays: seqrec (history -> next identifier), item2id (item text ->
+identifier) and id2item (identifier -> title).
+
+Prompts are built from item indices at batch time through the current identifier tokens,
+so nothing needs rebuilding when refinement changes the identifiers. Arrays are padded
+with -1: prompts on the left (so their last token lines up), targets on the right.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+
+from .data import Dataset
+from .embed import item_texts
+from .identifiers import Identifiers
+from .models import RecModel
+
+log = logging.getLogger(__name__)
+
+TASKS = ("seqrec", "item2id", "id2item")
+
+# (prefix, suffix) around the variable part of each prompt, per style.
+TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
+    "plain": {
+        "seqrec": ("<seqrec>", "</s>"),
+        "item2id": ("<item2id>", "</s>"),
+        "id2item": ("<id2item>", "</s>"),
+    },
+    "natural": {
+        "seqrec": (
+            "Here are the items a user interacted with, in order:",
+            ". Which item will the user interact with next? Answer:",
+        ),
+        "item2id": ("Which item is described as follows?", " Answer:"),
+        "id2item": ("What is the title of item", "? Answer:"),
+    },
+}
+
+
+def pack_left(tokens: np.ndarray) -> np.ndarray:
+    """Move the -1 padding of every row to the left, keeping token order."""
+    order = np.argsort(tokens >= 0, axis=1, kind="stable")
+    return np.take_along_axis(tokens, order, axis=1)
+
+
+def trim(tokens: np.ndarray, left: bool) -> np.ndarray:
+    """Drop columns that are padding in every row."""
+    used = (tokens >= 0).any(0)
+    if not used.any():
+        return tokens[:, :1]
+    idx = np.flatnonzero(used)
+    return tokens[:, idx[0] :] if left else tokens[:, : idx[-1] + 1]
+
+
+class TaskBuilder:
+    """Prompts and targets of the three tasks for one model, dataset and identifiers
+    (without a dataset: seqrec prompts only)."""
+
+    def __init__(
+        self,
+        model: RecModel,
+        dataset: Dataset | None,
+        identifiers: Identifiers,
+        max_text_tokens: int = 64,
+        max_title_tokens: int = 24,
+    ) -> None:
+        self.model = model
+        self.n_items = identifiers.n_items if dataset is None else dataset.n_items
+        records = [{}] * self.n_items if dataset is None else dataset.item_text
+        texts = item_texts(records) if any(records) else [""] * self.n_items
+        titles = [str(t.get("title") or "") for t in records]
+        self.text = model.text_ids(texts, max_text_tokens)
+        self.title = model.text_ids(titles, max_title_tokens)
+        self.text_items = np.flatnonzero((self.text >= 0).any(1))
+        self.title_items = np.flatnonzero((self.title >= 0).any(1))
+        self.templates = {
+            task: (model.prompt_ids(prefix), model.prompt_ids(suffix))
+            for task, (prefix, suffix) in TEMPLATES[model.style].items()
+        }
+        self.set_identifiers(identifiers)
+
+    def set_identifiers(self, identifiers: Identifiers) -> None:
+        if identifiers.n_items != self.n_items:
+            raise ValueError(
+                f"identifiers cover {identifiers.n_items} items, the dataset {self.n_items}"
+            )
+        if tuple(identifiers.codebook_sizes) != self.model.codebook_sizes:
+            raise ValueError(
+                f"identifier codebook sizes {list(identifiers.codebook_sizes)} do not match the "
+                f"model's identifier tokens {list(self.model.codebook_sizes)}"
+            )
+        self.code_tokens = self.model.code_tokens(identifiers.codes)
+
+    def alignment_items(self, task: str) -> np.ndarray:
+        """Items a task can use: item2id needs text, id2item a title."""
+        return self.text_items if task == "item2id" else self.title_items
+
+    def _prompt(self, task: str, middle: np.ndarray) -> np.ndarray:
+        prefix, suffix = self.templates[task]
+        b = len(middle)
+        parts = [
+            np.broadcast_to(prefix, (b, len(prefix))),
+            middle,
+            np.broadcast_to(suffix, (b, len(suffix))),
+        ]
+        return trim(pack_left(np.concatenate(parts, axis=1)), left=True)
+
+    def seqrec(self, histories: np.ndarray, targets: np.ndarray | None = None):
+        """Prompts of histories (B, H) of item indices padded with -1, and the targets'
+        identifier tokens."""
+        hist = np.where(
+            histories[..., None] >= 0, self.code_tokens[np.maximum(histories, 0)], -1
+        ).reshape(len(histories), -1)
+        prompt = self._prompt("seqrec", hist)
+        return prompt, None if targets is None else self.code_tokens[targets]
+
+    def item2id(self, items: np.ndarray):
+        return self._prompt("item2id", self.text[items]), self.code_tokens[items]
+
+    def id2item(self, items: np.ndarray):
+        title = self.title[items]
+        lengths = (title >= 0).sum(1)
+        target = np.concatenate([title, np.full((len(items), 1), -1)], axis=1)
+        target[np.arange(len(items)), lengths] = self.model.eos_id
+        return self._prompt("id2item", self.code_tokens[items]), trim(target, left=False)
+
+    def batch(self, task: str, rows: np.ndarray, samples) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and target of sample rows of a task (seqrec rows index `samples`)."""
+        if task == "seqrec":
+            return self.seqrec(samples.histories[rows], samples.targets[rows])
+        return getattr(self, task)(rows)
+
+
+def check_task_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    unknown = sorted(set(weights) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} in tasks; known: {list(TASKS)}")
+    bad = {k: v for k, v in weights.items() if not (float(v) >= 0)}
+    if bad:
+        raise ValueError(f"task weights must be >= 0, got {bad}")
+    out = {task: float(weights.get(task, 0.0)) for task in TASKS}
+    if out["seqrec"] <= 0:
+        raise ValueError("tasks: seqrec must have a positive weight")
+    return out

@@ -1,0 +1,618 @@
+"""The SIIT training loop: rounds of training, refinement and validation, with checkpoints,
+resumption and multi-process (torchrun / DDP) execution.
+
+Round 0 trains on the initial identifiers; every later round first refines the identifiers
+(`siit.refine`) and then trains on; after each round the validation metrics decide whether
+it is the best so far. The test metrics come from the best round's model and identifiers.
+`rounds=0` is the plain baseline on the same code path.
+
+Everything a step depends on is either in the checkpoint (weights, optimizer, scheduler,
+per-rank RNG states, identifiers, position) or derived from (seed, round, epoch), so a
+resumed run ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import Dataset, Samples
+from .decoding import TrieTables, beam_search, exact_scores
+from .identifiers import Identifiers
+from .metrics import beam_validity, first_hit, ranking_metrics
+from .models import RecModel
+from .refine import RefineReport, assign, propose
+from .tasks import TaskBuilder
+
+log = logging.getLogger("siit")
+
+CHECKPOINT, BEST = "checkpoint", "best"
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def start(cls, device: str) -> Processes:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not dist.is_initialized():
+            backend = "nccl" if device.startswith("cuda") else "gloo"
+            dist.init_process_group(backend)
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> np.ndarray:
+        """This rank's contiguous share of range(n)."""
+        return np.array_split(np.arange(n), self.world)[self.rank]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order."""
+        if self.world == 1:
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _device(config: TrainConfig, procs: Processes) -> torch.device:
+    if config.device == "auto":
+        return torch.device(f"cuda:{procs.local_rank}" if torch.cuda.is_available() else "cpu")
+    if config.device == "cuda" and procs.world > 1:
+        return torch.device(f"cuda:{procs.local_rank}")
+    return torch.device(config.device)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    round: int
+    valid: dict[str, float]
+    train_loss: dict[str, float]
+    refine: dict[str, Any] | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TrainResult:
+    """What `siit.train` returns."""
+
+    model: RecModel
+    identifiers: Identifiers  # the best round's
+    rounds: list[RoundResult]
+    best_round: int
+    test: dict[str, float]
+    output_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        best = self.rounds[self.best_round].valid
+        return (
+            f"TrainResult(best_round={self.best_round}, "
+            f"valid ndcg@10={best.get('ndcg@10', 0):.4f}, "
+            f"test recall@10={self.test.get('recall@10', 0):.4f} "
+            f"ndcg@10={self.test.get('ndcg@10', 0):.4f}, output_dir='{self.output_dir}')"
+        )
+
+
+# -- setup -----------------------------------------------------------------------------------
+
+
+def load_dataset(spec: str, max_history: int) -> Dataset:
+    if spec == "movielens":
+        return Dataset.movielens(max_history=max_history)
+    if spec == "synthetic":
+        return Dataset.synthetic()
+    return Dataset.load(spec, max_history=max_history)
+
+
+def make_tokenizer(config: TrainConfig) -> Any:
+    from . import tokenizers
+
+    options = dict(config.tokenizer_options)
+    name = config.tokenizer
+    if name not in ("rqvae", "letter", "cid", "random"):
+        return tokenizers.FileTokenizer(name, **options)
+    sized = dict(levels=config.levels, codebook_size=config.codebook_size, seed=config.seed)
+    if name == "rqvae":
+        from .rqvae import RQVAETokenizer
+
+        return RQVAETokenizer(**sized, **options)
+    if name == "letter":
+        from .letter import LETTERTokenizer
+
+        return LETTERTokenizer(**sized, **options)
+    if name == "cid":
+        from .cid import CIDTokenizer
+
+        return CIDTokenizer(**sized, **options)
+    return tokenizers.RandomTokenizer(**sized, **options)
+
+
+def check_dataset(config: TrainConfig, dataset: Dataset) -> None:
+    alignment = [t for t in ("item2id", "id2item") if config.tasks.get(t, 0) > 0]
+    if not alignment:
+        return
+    fields = {"item2id": None, "id2item": "title"}
+    for task in alignment:
+        key = fields[task]
+        has = [
+            bool(t.get(key)) if key else any(bool(v) for v in t.values()) for t in dataset.item_text
+        ]
+        if not any(has):
+            what = "titles" if key else "text"
+            raise ValueError(
+                f"bad configuration: the {task} task is on but dataset {dataset.name!r} has no "
+                f"item {what}; set tasks.{task} = 0 or load item text"
+            )
+        missing = len(has) - sum(has)
+        if missing:
+            log.warning(
+                "%s: %d of %d items have no %s; the %s task skips them",
+                dataset.name,
+                missing,
+                len(has),
+                key or "text",
+                task,
+            )
+
+
+def check_fits(model: RecModel, identifiers: Identifiers, config: TrainConfig) -> None:
+    """The identifiers must match the model's identifier tokens, and the longest prompt must
+    fit the model's positions."""
+    if tuple(identifiers.codebook_sizes) != model.codebook_sizes:
+        raise ValueError(
+            f"bad configuration: identifiers of codebook sizes {list(identifiers.codebook_sizes)} "
+            f"do not fit the model's identifier tokens {list(model.codebook_sizes)}"
+        )
+    limit = getattr(model.model.config, "max_position_embeddings", None)
+    longest = config.max_history * identifiers.n_levels + identifiers.n_levels + 64
+    if limit is not None and longest > limit:
+        raise ValueError(
+            f"bad configuration: a history of {config.max_history} items x "
+            f"{identifiers.n_levels} tokens needs about {longest} positions, the model has {limit}"
+        )
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One run in `output_dir`. Use `siit.train`; this class holds the loop's state."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: Dataset,
+        identifiers: Identifiers,
+        model: RecModel,
+        output_dir: Path,
+        procs: Processes,
+    ) -> None:
+        self.config, self.dataset, self.identifiers, self.rec = config, dataset, identifiers, model
+        self.dir, self.procs = output_dir, procs
+        self.device = model.device
+        self.tasks = TaskBuilder(
+            model, dataset, identifiers, config.max_text_tokens, config.max_title_tokens
+        )
+        self.samples = self._train_samples()
+        self.valid = self._valid_samples()
+        self.net: Any = model.model
+        if procs.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model.model, device_ids=ids)
+        decay = [p for n, p in model.model.named_parameters() if p.ndim > 1]
+        no_decay = [p for n, p in model.model.named_parameters() if p.ndim <= 1]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=config.lr,
+        )
+        total = self.steps_per_epoch() * config.epochs_per_round * (config.rounds + 1)
+        warm = max(1, config.warmup_steps)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if config.lr_schedule == "cosine":
+                return 0.5 * (
+                    1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))
+                )
+            return 1.0
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.state: dict[str, Any] = dict(
+            round=0,
+            epoch=0,
+            step=0,
+            refined=False,
+            best_round=-1,
+            best_score=-1.0,
+            rounds=[],
+            losses={},
+        )
+
+    # -- samples -----------------------------------------------------------------------------
+
+    def _train_samples(self) -> Samples:
+        samples = self.dataset.train_samples()
+        cap = self.config.samples_per_user
+        if cap is None:
+            return samples
+        # rank of each sample from its user's end: samples are grouped by user in order
+        users = samples.users
+        last = np.r_[users[1:] != users[:-1], True]
+        end = np.flatnonzero(last)
+        group_end = np.repeat(end, np.diff(np.r_[-1, end]))
+        keep = group_end - np.arange(len(users)) < cap
+        log.info(
+            "training on %d of %d samples: the last %d prefixes of each user (samples_per_user)",
+            int(keep.sum()),
+            len(users),
+            cap,
+        )
+        return Samples(users[keep], samples.histories[keep], samples.targets[keep])
+
+    def _valid_samples(self) -> Samples:
+        samples = self.dataset.valid_samples()
+        cap = self.config.valid_users
+        if cap is None or cap >= len(samples):
+            return samples
+        rows = np.sort(
+            np.random.default_rng(self.config.seed).choice(len(samples), cap, replace=False)
+        )
+        log.info("validating on %d of %d users (valid_users)", cap, len(samples))
+        return Samples(samples.users[rows], samples.histories[rows], samples.targets[rows])
+
+    def _pools(self) -> dict[str, np.ndarray]:
+        pools = {"seqrec": np.arange(len(self.samples))}
+        for task in ("item2id", "id2item"):
+            pools[task] = self.tasks.alignment_items(task)
+        return {t: p for t, p in pools.items() if self.config.tasks[t] > 0 and len(p)}
+
+    def _task_count(self, task: str, pool: np.ndarray) -> int:
+        return int(round(self.config.tasks[task] * len(pool)))
+
+    def steps_per_epoch(self) -> int:
+        b = self.config.batch_size
+        return sum(-(-self._task_count(t, p) // b) for t, p in self._pools().items())
+
+    def epoch_plan(self, round_: int, epoch: int) -> list[tuple[str, np.ndarray]]:
+        """The epoch's batches: each task's samples, `weight` passes over its pool, in
+        batches of one task, shuffled together. Depends only on (seed, round, epoch)."""
+        rng = np.random.default_rng([self.config.seed, round_, epoch])
+        b = self.config.batch_size
+        batches = []
+        for task, pool in self._pools().items():
+            count = self._task_count(task, pool)
+            passes = [rng.permutation(pool) for _ in range(-(-count // len(pool)))]
+            picks = np.concatenate(passes)[:count]
+            batches += [(task, picks[i : i + b]) for i in range(0, count, b)]
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    # -- training ----------------------------------------------------------------------------
+
+    def train_step(self, task: str, rows: np.ndarray) -> float:
+        """One optimizer step on a global batch; each rank takes its contiguous share and
+        scales its loss so DDP's gradient average equals the global batch's mean."""
+        local = np.array_split(rows, self.procs.world)[self.procs.rank]
+        weight = self.procs.world / len(rows)
+        if len(local) == 0:  # fewer samples than ranks: take part with a zero weight
+            local, weight = rows[:1], 0.0
+        prompt, target = self.tasks.batch(task, local, self.samples)
+        losses = self.rec.sample_losses(self.net, prompt, target)
+        loss = losses.sum() * weight
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.rec.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        total = losses.detach().sum() * (weight > 0)
+        if self.procs.world > 1:
+            dist.all_reduce(total)
+        return float(total) / len(rows)
+
+    def run_epoch(self) -> None:
+        r, e = self.state["round"], self.state["epoch"]
+        plan = self.epoch_plan(r, e)
+        sums: dict[str, list[float]] = {}
+        bar = tqdm(
+            total=len(plan),
+            initial=self.state["step"],
+            desc=f"round {r} epoch {e}",
+            disable=not (self.config.progress and self.procs.main),
+            leave=False,
+        )
+        self.rec.model.train()
+        try:
+            for i in range(self.state["step"], len(plan)):
+                task, rows = plan[i]
+                loss = self.train_step(task, rows)
+                sums.setdefault(task, []).append(loss)
+                self.state["step"] = i + 1
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        except KeyboardInterrupt:
+            log.warning(
+                "interrupted at round %d epoch %d step %d: writing a checkpoint",
+                r,
+                e,
+                self.state["step"],
+            )
+            self.save_checkpoint()
+            log.warning("resume with: siit train --resume %s", self.dir)
+            raise
+        finally:
+            bar.close()
+        losses = {t: float(np.mean(v)) for t, v in sums.items()}
+        self.state["losses"] = {t: losses.get(t, float("nan")) for t in sums}
+        log.info(
+            "round %d epoch %d: loss %s", r, e, ", ".join(f"{t} {v:.4f}" for t, v in losses.items())
+        )
+        self.state["epoch"] += 1
+        self.state["step"] = 0
+
+    # -- refinement and evaluation -----------------------------------------------------------
+
+    def refine(self) -> RefineReport:
+        start = time.perf_counter()
+        items = self.tasks.alignment_items("item2id")
+        mine = items[self.procs.shard(len(items))]
+        cand, scores = propose(
+            self.rec,
+            self.tasks,
+            mine,
+            self.identifiers,
+            self.config.refine_beams,
+            self.config.diversity,
+            self.config.eval_batch_size,
+            self.config.keep_current,
+            progress=self.config.progress and self.procs.main,
+        )
+        parts = self.procs.gather((cand, scores))
+        cand = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        new, report = assign(self.identifiers, items, cand, scores, time.perf_counter() - start)
+        self.identifiers = new
+        self.tasks.set_identifiers(new)
+        log.info(
+            "round %d refinement: %d items changed identifier, %d kept theirs, %d took their best "
+            "beam, %d fell back, %d without text kept theirs; codes used per level %s, "
+            "entropy %s bits (%.1f s)",
+            self.state["round"],
+            report.changed,
+            report.kept,
+            report.rank0,
+            report.fallback,
+            report.frozen,
+            list(report.codes_used),
+            list(report.entropy_bits),
+            report.seconds,
+        )
+        return report
+
+    def evaluate(self, samples: Samples, desc: str) -> dict[str, float]:
+        return evaluate_samples(
+            self.rec, self.tasks, self.identifiers, samples, self.config, self.procs, desc
+        )
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        """Model, optimizer, scheduler, every rank's RNG state, identifiers and position,
+        written to a temporary directory and swapped in by rename."""
+        rng = self.procs.gather(
+            {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device)
+                if self.device.type == "cuda"
+                else None,
+            }
+        )
+        if self.procs.main:
+            tmp = self.dir / f"{CHECKPOINT}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.rec.save(tmp / "model")
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "rng": [r["torch"] for r in rng],
+                    "cuda_rng": [r["cuda"] for r in rng if r["cuda"] is not None],
+                },
+                tmp / "trainer.pt",
+            )
+            self.identifiers.save(tmp / "identifiers.npz")
+            (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
+            final, old = self.dir / CHECKPOINT, self.dir / f"{CHECKPOINT}.old"
+            if final.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        self.procs.barrier()
+
+    def load_checkpoint(self, directory: Path) -> None:
+        saved = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        if len(saved["rng"]) != self.procs.world:
+            log.warning(
+                "checkpoint has RNG states of %d processes, this run has %d: dropout "
+                "will not replay exactly",
+                len(saved["rng"]),
+                self.procs.world,
+            )
+        torch.set_rng_state(saved["rng"][min(self.procs.rank, len(saved["rng"]) - 1)])
+        if self.device.type == "cuda" and saved["cuda_rng"]:
+            torch.cuda.set_rng_state(
+                saved["cuda_rng"][min(self.procs.rank, len(saved["cuda_rng"]) - 1)], self.device
+            )
+        self.state = json.loads((directory / "state.json").read_text())
+
+    def save_best(self) -> None:
+        if self.procs.main:
+            tmp = self.dir / f"{BEST}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.rec.save(tmp / "model")
+            self.identifiers.save(tmp / "index.json")
+            shutil.rmtree(self.dir / BEST, ignore_errors=True)
+            tmp.rename(self.dir / BEST)
+        self.procs.barrier()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        config, state = self.config, self.state
+        while state["round"] <= config.rounds:
+            r = state["round"]
+            started = time.perf_counter()
+            if r > 0 and not state["refined"]:
+                report = self.refine()
+                state["refined"] = True
+                state["refine"] = report.as_dict()
+                self.write_index(r)
+                self.save_checkpoint()
+            elif r == 0 and state["epoch"] == 0 and state["step"] == 0:
+                self.write_index(0)
+            while state["epoch"] < config.epochs_per_round:
+                self.run_epoch()
+                self.save_checkpoint()
+            valid = self.evaluate(self.valid, f"valid round {r}")
+            result = RoundResult(
+                r,
+                valid,
+                dict(state["losses"]),
+                state.get("refine") if r > 0 else None,
+                round(time.perf_counter() - started, 1),
+            )
+            log.info("round %d validation: %s", r, _fmt(valid))
+            state["rounds"].append(result.as_dict())
+            if valid["ndcg@10"] > state["best_score"]:
+                state["best_round"], state["best_score"] = r, valid["ndcg@10"]
+                self.save_best()
+            state.update(round=r + 1, epoch=0, step=0, refined=False, refine=None)
+            self.save_checkpoint()
+            self.write_metrics()
+
+    def write_index(self, r: int) -> None:
+        if self.procs.main:
+            self.identifiers.save(self.dir / "index" / f"round-{r}.index.json")
+
+    def write_metrics(self, test: dict[str, float] | None = None) -> None:
+        if not self.procs.main:
+            return
+        payload = {
+            "config": self.config.to_dict(),
+            "dataset": {
+                "name": self.dataset.name,
+                "users": self.dataset.n_users,
+                "items": self.dataset.n_items,
+                "interactions": self.dataset.n_interactions,
+                "train_samples": len(self.samples),
+                "valid_users": len(self.valid),
+            },
+            "processes": self.procs.world,
+            "rounds": self.state["rounds"],
+            "best_round": self.state["best_round"],
+            "test": test,
+        }
+        _write_json(self.dir / "metrics.json", payload)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float))
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def evaluate_samples(
+    rec: RecModel,
+    tasks: TaskBuilder,
+    identifiers: Identifiers,
+    samples: Samples,
+    config: TrainConfig,
+    procs: Processes | None = None,
+    desc: str = "evaluate",
+) -> dict[str, float]:
+    """Full-ranking metrics of samples (rows sharded over processes, ranks gathered)."""
+    procs = procs or Processes()
+    rows = procs.shard(len(samples))
+    tables = TrieTables.of(identifiers, rec.device) if config.eval_mode == "beam" else None
+    bs = config.eval_batch_size
+    ranks, invalid, repeated = [], 0.0, 0.0
+    for lo in tqdm(
+        range(0, len(rows), bs),
+        desc=desc,
+        leave=False,
+        disable=not (config.progress and procs.main),
+    ):
+        part = rows[lo : lo + bs]
+        prompt, _ = tasks.seqrec(samples.histories[part])
+        if tables is not None:
+            items = beam_search(rec, prompt, config.beams, tables).items
+        else:
+            scores = exact_scores(rec, prompt, identifiers)
+            items = np.argsort(-scores, axis=1, kind="stable")[:, : config.beams]
+        bad, rep = beam_validity(items)
+        invalid += bad * items.size
+        repeated += rep * items.size
+        ranks.append(first_hit(items, samples.targets[part]))
+    gathered = procs.gather(
+        (np.concatenate(ranks) if ranks else np.zeros(0, np.int64), invalid, repeated)
+    )
+    all_ranks = np.concatenate([g[0] for g in gathered])
+    total = max(1, len(all_ranks) * config.beams)
+    out = ranking_metrics(all_ranks)
+    out["invalid_share"] = sum(g[1] for g in gathered) / total
+    out["duplicate_share"] = sum(g[2] for g in gathered) / total
+    if (out["invalid_share"] or out["duplicate_share"]) and identifiers.n_items >= config.beams:
+        log.error(
+            "%s: %.4f of beams invalid, %.4f duplicate",
+            desc,
+            out["invalid_share"],
+            out["duplicate_share"],
+        )
+    return out

@@ -1,0 +1,167 @@
+"""Constrained beam search: valid distinct items, agreement with exact scoring, with
+`generate` + the LogitsProcessor and with the public dict-trie baseline."""
+
+import numpy as np
+import pytest
+import siit
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from siit.decoding import (
+    TrieLogitsProcessor,
+    TrieTables,
+    beam_search,
+    dict_trie_allowed_fn,
+    exact_scores,
+    generate,
+)
+from siit.tasks import TaskBuilder
+from tiny import random_identifiers, tiny_dataset, tiny_model
+
+MODELS = ["t5-tiny", "llama-tiny"]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def setup(request):
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = tiny_model(request.param, identifiers, dataset)
+    tasks = TaskBuilder(model, dataset, identifiers)
+    samples = dataset.valid_samples()
+    prompt, _ = tasks.seqrec(samples.histories[:12])
+    return model, identifiers, prompt
+
+
+@pytest.mark.parametrize("dense_limit", [0, 1 << 22])
+def test_tables_match_allowed_mask(dense_limit):
+    rng = np.random.default_rng(0)
+    sizes = [5, 7, 3, 4]
+    codes = np.unique(rng.integers(0, sizes, size=(150, 4)), axis=0)
+    trie = siit.IdentifierTrie(codes, sizes)
+    tables = TrieTables(trie, "cpu", dense_limit)
+    for level in range(4):
+        prefixes = codes[rng.integers(0, len(codes), 40), :level]
+        node = tables.walk(torch.as_tensor(prefixes))
+        assert (node >= 0).all()
+        child = tables.children(node, level)
+        assert np.array_equal((child >= 0).numpy(), trie.allowed_mask(prefixes))
+    # a prefix that is not in the trie walks to -1
+    missing = np.array([[s - 1 for s in sizes[:3]]])
+    if (
+        trie.lookup(np.c_[missing, np.zeros((1, 1), np.int64)])[0] < 0
+        and not trie.allowed_mask(missing).any()
+    ):
+        assert tables.walk(torch.as_tensor(missing))[0] == -1
+
+
+def test_beams_are_valid_distinct_items(setup):
+    model, identifiers, prompt = setup
+    tables = TrieTables.of(identifiers)
+    found = beam_search(model, prompt, 20, tables)
+    assert found.items.shape == (len(prompt), 20)
+    assert (found.items >= 0).all()
+    for row in found.items:
+        assert len(set(row.tolist())) == 20
+    # items and codes agree, scores are ranked
+    assert np.array_equal(identifiers.codes[found.items], found.codes)
+    assert (np.diff(found.scores, axis=1) <= 1e-6).all()
+
+
+def test_beam_scores_are_exact_log_probs(setup):
+    model, identifiers, prompt = setup
+    found = beam_search(model, prompt, 10, TrieTables.of(identifiers))
+    exact = exact_scores(model, prompt, identifiers)
+    np.testing.assert_allclose(np.take_along_axis(exact, found.items, 1), found.scores, atol=1e-4)
+
+
+def test_exhaustive_beam_search_is_exact_ranking(setup):
+    """With as many beams as items nothing is pruned: beam search ranks every item exactly
+    as teacher-forced scoring does."""
+    model, identifiers, prompt = setup
+    n = identifiers.n_items
+    found = beam_search(model, prompt, n, TrieTables.of(identifiers))
+    exact = exact_scores(model, prompt, identifiers)
+    np.testing.assert_allclose(np.sort(exact, 1)[:, ::-1], found.scores, atol=1e-4)
+    order = np.argsort(-exact, 1, kind="stable")
+    gaps = np.abs(np.diff(np.sort(exact, 1), axis=1)).min()
+    if gaps > 1e-4:  # no near-ties: the orders are identical
+        assert np.array_equal(order, found.items)
+
+
+def test_fewer_items_than_beams_pads_with_invalid():
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=2, codebook_size=8, seed=3)
+    few = siit.Identifiers(identifiers.codes[:5], identifiers.codebook_sizes)
+    model = tiny_model("t5-tiny", identifiers, dataset)
+    prompt = np.array([[3, 4, 5]])
+    found = beam_search(model, prompt, 8, TrieTables.of(few))
+    assert sorted(found.items[0, :5].tolist()) == list(range(5))
+    assert (found.items[0, 5:] == -1).all() and np.isneginf(found.scores[0, 5:]).all()
+
+
+def test_logits_processor_and_dict_baseline_agree_with_beam_search(setup):
+    model, identifiers, prompt = setup
+    tables = TrieTables.of(identifiers)
+    start = 1 if model.kind == "seq2seq" else prompt.shape[1]
+    ours = beam_search(model, prompt, 10, tables)
+    processed = generate(
+        model, prompt, 10, logits_processor=[TrieLogitsProcessor(tables, model, start)]
+    )
+    baseline = generate(
+        model, prompt, 10, prefix_allowed_tokens_fn=dict_trie_allowed_fn(identifiers, model, start)
+    )
+    for other in (processed, baseline):
+        np.testing.assert_allclose(other.scores, ours.scores, atol=1e-4)
+        assert np.array_equal(other.codes, ours.codes)
+
+
+def test_unconstrained_search_stays_in_each_level(setup):
+    model, identifiers, prompt = setup
+    found = beam_search(model, prompt, 15)
+    assert found.items is None
+    assert ((found.codes >= 0) & (found.codes < np.array(identifiers.codebook_sizes))).all()
+    for row in found.codes:
+        assert len({tuple(c) for c in row.tolist()}) == 15
+
+
+def test_penalty_moves_beams_off_penalized_codes(setup):
+    model, identifiers, prompt = setup
+    plain = beam_search(model, prompt, 5)
+    top = int(plain.codes[0, 0, 0])
+    penalty = [torch.zeros(s) for s in identifiers.codebook_sizes]
+    penalty[0][top] = 1e4
+    moved = beam_search(model, prompt, 5, penalty=penalty)
+    assert (moved.codes[:, :, 0] != top).all()
+
+
+@given(st.integers(1, 4), st.integers(2, 9), st.integers(0, 1000))
+def test_any_trie_gives_valid_distinct_items(levels, size, seed):
+    rng = np.random.default_rng(seed)
+    n = int(min(size**levels, rng.integers(1, 30)))
+    space = np.stack(
+        np.unravel_index(rng.choice(size**levels, n, replace=False), [size] * levels), 1
+    )
+    model = _model_for(levels, size)
+    prompt = rng.integers(3, 20, size=(3, 4))
+    k = int(rng.integers(1, 12))
+    found = beam_search(
+        model,
+        prompt,
+        k,
+        TrieTables(siit.IdentifierTrie(space, [size] * levels), "cpu", int(rng.integers(0, 64))),
+    )
+    width = min(k, n)
+    assert (found.items[:, :width] >= 0).all() and (found.items[:, width:] < 0).all()
+    for row in found.items:
+        valid = row[row >= 0]
+        assert len(set(valid.tolist())) == len(valid)
+
+
+_MODELS: dict = {}
+
+
+def _model_for(levels, size):
+    if (levels, size) not in _MODELS:
+        ids = siit.Identifiers(np.zeros((1, levels), np.int64), [size] * levels)
+        _MODELS[levels, size] = tiny_model("t5-tiny", ids, tiny_dataset())
+    return _MODELS[levels, size]

@@ -1,0 +1,42 @@
+"""Tiny models and data shared by the decoding, refinement and trainer tests."""
+
+from functools import cache
+
+import siit
+from siit.models import build_model
+
+
+@cache
+def tiny_dataset(n_users: int = 60, n_items: int = 40, seed: int = 0) -> siit.Dataset:
+    return siit.Dataset.synthetic(n_users=n_users, n_items=n_items, seed=seed)
+
+
+def random_identifiers(dataset, levels=3, codebook_size=8, seed=0) -> siit.Identifiers:
+    return siit.RandomTokenizer(levels=levels, codebook_size=codebook_size, seed=seed).fit(dataset)
+
+
+def tiny_model(name, identifiers, dataset, seed=0):
+    return build_model(
+        name,
+        identifiers.codebook_sizes,
+        identifiers.prefixes,
+        siit.item_texts(dataset),
+        text_vocab_size=200,
+        seed=seed,
+    )
+
+
+# Trainer settings of a run that takes seconds on one CPU thread.
+TINY_RUN = dict(
+    tokenizer="random",
+    model="t5-tiny",
+    levels=3,
+    codebook_size=8,
+    rounds=1,
+    epochs_per_round=2,
+    batch_size=32,
+    warmup_steps=5,
+    lr=3e-3,
+    progress=False,
+    device="cpu",
+)
