@@ -38,15 +38,16 @@ class TrainConfig:
     max_text_tokens: int = 64
     max_title_tokens: int = 24
     # tasks: weight = passes over that task's samples per epoch (fractions subsample)
+    # item2id is cheap (short prompts) and is what refinement decodes from: weighted up
     tasks: dict[str, float] = field(
-        default_factory=lambda: {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0}
+        default_factory=lambda: {"seqrec": 1.0, "item2id": 3.0, "id2item": 1.0}
     )
-    samples_per_user: int | None = None  # train on each user's last N prefixes only
+    samples_per_user: int | None = 10  # each user's last N prefixes; None: all of them
     # schedule: round 0 trains on the initial identifiers, rounds 1..R after a refinement
     rounds: int = 3
     epochs_per_round: int = 2
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 5e-3
     lr_schedule: str = "constant"  # "constant" or "cosine" (over the whole run), both warmed up
     warmup_steps: int = 100
     weight_decay: float = 0.01

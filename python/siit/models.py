@@ -236,6 +236,11 @@ class RecModel:
         auto = AutoModelForSeq2SeqLM if meta["kind"] == "seq2seq" else AutoModelForCausalLM
         with _quiet_transformers():
             model = auto.from_pretrained(directory).to(device)
+        # Loaded tensors can sit at unaligned offsets of the file buffer, and CPU kernels
+        # round differently there: fresh allocations make a resumed run replay bit for bit.
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                tensor.data = tensor.data.clone()
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(
             model=model,

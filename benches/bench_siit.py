@@ -1,0 +1,161 @@
+"""Baseline vs SIIT: test Recall@10 / NDCG@10 over datasets, initial tokenizers and seeds.
+
+Each (dataset, tokenizer) pair is tokenized once (seed 0) and every arm starts from those
+identifiers, so the comparison is paired: the baseline (`rounds=0`) trains as many epochs
+as SIIT's rounds together. Runs go to benches/runs/ as `siit train` subprocesses, several
+at a time with one thread each; a finished run is not repeated, so the script resumes.
+
+    python benches/bench_siit.py --datasets movielens ../shared/data/office \
+        --tokenizers rqvae cid --seeds 0 1 2 --jobs 2
+
+Writes benches/results/siit.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+RUNS = HERE / "runs"
+OUT = HERE / "results"
+
+
+def tokenize(dataset: str, tokenizer: str, levels: int, size: int) -> Path:
+    name = Path(dataset).name
+    path = RUNS / "identifiers" / f"{name}-{tokenizer}-{levels}x{size}.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = "ml-100k" if dataset == "movielens" else dataset
+        cmd = [
+            sys.executable,
+            "-m",
+            "siit",
+            "tokenize",
+            "--data",
+            data,
+            "--method",
+            tokenizer,
+            "--levels",
+            str(levels),
+            "--codebook-size",
+            str(size),
+            "--out",
+            str(path),
+            "--device",
+            "cpu",
+        ]
+        subprocess.run(cmd, check=True)
+    return path
+
+
+def run(arm: dict) -> dict:
+    out = Path(arm["output_dir"])
+    metrics = out / "metrics.json"
+    if metrics.exists() and json.loads(metrics.read_text()).get("test"):
+        return json.loads(metrics.read_text())
+    config = out.with_suffix(".json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(arm["settings"], indent=1))
+    resume = ["--resume", str(out)] if (out / "checkpoint" / "state.json").exists() else []
+    cmd = [sys.executable, "-m", "siit", "train"]
+    cmd += resume or ["--config", str(config)]
+    log = out.with_suffix(".log")
+    start = time.time()
+    with log.open("a") as handle:
+        subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT)
+    print(f"{out.name}: {time.time() - start:.0f} s", flush=True)
+    return json.loads(metrics.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=["movielens"])
+    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs-per-round", type=int, default=2)
+    parser.add_argument("--settings", default="{}", help="JSON object of TrainConfig fields")
+    args = parser.parse_args()
+    common = dict(model="t5-mini", threads=1, progress=False, device="cpu")
+    common.update(json.loads(args.settings))
+    sizes = {"rqvae": (3, 256), "cid": (3, 32)}
+
+    arms = []
+    for dataset in args.datasets:
+        for tokenizer in args.tokenizers:
+            levels, size = sizes[tokenizer]
+            index = tokenize(dataset, tokenizer, levels, size)
+            for seed in args.seeds:
+                for label, rounds in (("baseline", 0), ("siit", args.rounds)):
+                    epochs = args.epochs_per_round * (1 if rounds else args.rounds + 1)
+                    name = f"{Path(dataset).name}-{tokenizer}-{label}-s{seed}"
+                    settings = dict(
+                        common,
+                        dataset=dataset,
+                        tokenizer=str(index),
+                        seed=seed,
+                        rounds=rounds,
+                        epochs_per_round=epochs,
+                        output_dir=str(RUNS / name),
+                    )
+                    arms.append(
+                        dict(
+                            dataset=Path(dataset).name,
+                            tokenizer=tokenizer,
+                            arm=label,
+                            seed=seed,
+                            output_dir=str(RUNS / name),
+                            settings=settings,
+                        )
+                    )
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(run, arms))
+
+    rows = []
+    for arm, metrics in zip(arms, results, strict=True):
+        rows.append(
+            dict(
+                dataset=arm["dataset"],
+                tokenizer=arm["tokenizer"],
+                arm=arm["arm"],
+                seed=arm["seed"],
+                best_round=metrics["best_round"],
+                test=metrics["test"],
+                rounds=metrics["rounds"],
+            )
+        )
+    OUT.mkdir(exist_ok=True)
+    (OUT / "siit.json").write_text(json.dumps(dict(settings=common, rows=rows), indent=1))
+    lines = [
+        "| dataset | initial identifiers | arm | Recall@10 | NDCG@10 | Recall@20 | best rounds |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["tokenizer"], row["arm"]), []).append(row)
+    for (dataset, tokenizer, arm), group in groups.items():
+
+        def stat(key: str, group=group) -> str:
+            values = np.array([g["test"][key] for g in group])
+            return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}"
+
+        best = ",".join(str(g["best_round"]) for g in group)
+        lines.append(
+            f"| {dataset} | {tokenizer} | {arm} | {stat('recall@10')} | "
+            f"{stat('ndcg@10')} | {stat('recall@20')} | {best} |"
+        )
+    (OUT / "siit.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
