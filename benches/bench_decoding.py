@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
 import siit
+import torch
 from siit.api import load_run
 from siit.decoding import (
     TrieLogitsProcessor,
