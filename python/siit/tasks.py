@@ -72,6 +72,9 @@ class TaskBuilder:
         records = [{}] * self.n_items if dataset is None else dataset.item_text
         texts = item_texts(records) if any(records) else [""] * self.n_items
         titles = [str(t.get("title") or "") for t in records]
+        if model.style == "natural":  # byte-level BPE spells the space inside the next word
+            texts = [f" {t}" if t else t for t in texts]
+            titles = [f" {t}" if t else t for t in titles]
         self.text = model.text_ids(texts, max_text_tokens)
         self.title = model.text_ids(titles, max_title_tokens)
         self.text_items = np.flatnonzero((self.text >= 0).any(1))
