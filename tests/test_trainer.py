@@ -343,3 +343,13 @@ def test_two_processes_match_one(tmp_path):
         assert json.loads((tmp_path / "ddp" / name).read_text()) == json.loads(
             (reference / name).read_text()
         )
+
+
+def test_objects_are_recorded_and_must_be_passed_again(finished):
+    _, out = finished
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "object:synthetic-0"
+    with pytest.raises(ValueError, match="trained on a Dataset object"):
+        siit.train(resume=out)
+    with pytest.raises(ValueError, match="trained on a Dataset object"):
+        siit.evaluate(out)

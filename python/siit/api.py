@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import OBJECT, TrainConfig
 from .data import Dataset
 from .decoding import TrieTables, beam_search
 from .embed import item_texts
@@ -72,14 +72,14 @@ def _config(
     saved = Path(resume) / "config.json"
     if not saved.is_file():
         raise FileNotFoundError(f"cannot resume: {saved} does not exist")
-    fixed = sorted(set(settings) - RESUMABLE)
+    fixed = sorted(set(settings) - RESUMABLE - {"dataset"})
     if fixed or config is not None:
         raise ValueError(
             f"a resumed run keeps its configuration; only {sorted(RESUMABLE)} may "
             f"change (got {fixed or 'config'})"
         )
     values = json.loads(saved.read_text())
-    values.update(settings, output_dir=str(resume))
+    values.update({k: v for k, v in settings.items() if k != "dataset"}, output_dir=str(resume))
     return TrainConfig.from_dict(values).check()
 
 
@@ -109,6 +109,8 @@ def train(
     for key, value in (("dataset", dataset), ("tokenizer", tokenizer), ("model", model)):
         if isinstance(value, str):
             settings[key] = value
+        elif value is not None and resume is None:  # recorded, so config.json says what ran
+            settings[key] = f"{OBJECT}{getattr(value, 'name', type(value).__name__)}"
     if rounds is not None:
         settings["rounds"] = rounds
     if output_dir is not None:
@@ -122,6 +124,8 @@ def train(
     device = _device(cfg, procs)
     if not isinstance(model, RecModel) and resume is None:
         check_model_name(cfg.model, cfg.gguf_file)
+    if isinstance(model, RecModel) and resume is not None:
+        raise ValueError("a resumed run loads its model from the checkpoint; do not pass model=")
 
     data = dataset if isinstance(dataset, Dataset) else load_dataset(cfg.dataset, cfg.max_history)
     check_dataset(cfg, data)

@@ -14,6 +14,8 @@ from .metrics import NDCG_KS, RECALL_KS
 from .tasks import check_task_weights
 
 TOKENIZERS = ("rqvae", "letter", "cid", "random")
+# Marks a dataset, tokenizer or model that was passed to `siit.train` as an object.
+OBJECT = "object:"
 
 
 @dataclass
@@ -129,7 +131,9 @@ class TrainConfig:
             f"beams ({self.beams}) must be >= the largest k reported ({largest_k})",
         )
         need(
-            self.tokenizer in TOKENIZERS or Path(self.tokenizer).is_file(),
+            self.tokenizer in TOKENIZERS
+            or self.tokenizer.startswith(OBJECT)
+            or Path(self.tokenizer).is_file(),
             f"tokenizer must be one of {list(TOKENIZERS)} or an identifiers file, "
             f"got {self.tokenizer!r}",
         )

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import OBJECT, TrainConfig
 from .data import Dataset, Samples
 from .decoding import TrieTables, beam_search, exact_scores
 from .identifiers import Identifiers
@@ -58,10 +58,12 @@ class Processes:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if not dist.is_initialized():
-            backend = "nccl" if device.startswith("cuda") else "gloo"
-            dist.init_process_group(backend)
-        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+            if device.startswith("cuda"):
+                torch.cuda.set_device(local_rank)
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        return cls(dist.get_rank(), world, local_rank)
 
     @property
     def main(self) -> bool:
@@ -133,6 +135,11 @@ class TrainResult:
 
 
 def load_dataset(spec: str, max_history: int) -> Dataset:
+    if spec.startswith(OBJECT):
+        raise ValueError(
+            f"this run was trained on a Dataset object ({spec[len(OBJECT) :]!r}); pass it again, "
+            "e.g. siit.train(dataset=data, resume=run_dir) or siit.evaluate(run_dir, data)"
+        )
     if spec == "movielens":
         return Dataset.movielens(max_history=max_history)
     if spec == "synthetic":
