@@ -28,10 +28,10 @@ RUNS = HERE / "runs"
 OUT = HERE / "results"
 
 
-def tokenize(dataset: str, tokenizer: str, levels: int, size: int) -> Path:
+def tokenize(dataset: str, tokenizer: str, levels: int, size: int, dry: bool = False) -> Path:
     name = Path(dataset).name
     path = RUNS / "identifiers" / f"{name}-{tokenizer}-{levels}x{size}.npz"
-    if not path.exists():
+    if not path.exists() and not dry:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = "ml-100k" if dataset == "movielens" else dataset
         cmd = [
@@ -54,6 +54,13 @@ def tokenize(dataset: str, tokenizer: str, levels: int, size: int) -> Path:
         ]
         subprocess.run(cmd, check=True)
     return path
+
+
+def finished(arm: dict) -> dict | None:
+    metrics = Path(arm["output_dir"]) / "metrics.json"
+    if metrics.exists() and json.loads(metrics.read_text()).get("test"):
+        return json.loads(metrics.read_text())
+    return None
 
 
 def run(arm: dict) -> dict:
@@ -84,6 +91,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs-per-round", type=int, default=2)
     parser.add_argument("--settings", default="{}", help="JSON object of TrainConfig fields")
+    parser.add_argument(
+        "--report", action="store_true", help="only summarize the runs that finished"
+    )
     args = parser.parse_args()
     common = dict(model="t5-mini", threads=1, progress=False, device="cpu")
     common.update(json.loads(args.settings))
@@ -93,7 +103,7 @@ def main() -> None:
     for dataset in args.datasets:
         for tokenizer in args.tokenizers:
             levels, size = sizes[tokenizer]
-            index = tokenize(dataset, tokenizer, levels, size)
+            index = tokenize(dataset, tokenizer, levels, size, dry=args.report)
             for seed in args.seeds:
                 for label, rounds in (("baseline", 0), ("siit", args.rounds)):
                     epochs = args.epochs_per_round * (1 if rounds else args.rounds + 1)
@@ -117,11 +127,16 @@ def main() -> None:
                             settings=settings,
                         )
                     )
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(run, arms))
+    if args.report:
+        results = [finished(arm) for arm in arms]
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(run, arms))
 
     rows = []
     for arm, metrics in zip(arms, results, strict=True):
+        if metrics is None:
+            continue
         rows.append(
             dict(
                 dataset=arm["dataset"],
@@ -134,10 +149,13 @@ def main() -> None:
             )
         )
     OUT.mkdir(exist_ok=True)
-    (OUT / "siit.json").write_text(json.dumps(dict(settings=common, rows=rows), indent=1))
+    (OUT / "siit.json").write_text(
+        json.dumps(dict(settings=common, arms=len(arms), rows=rows), indent=1)
+    )
     lines = [
-        "| dataset | initial identifiers | arm | Recall@10 | NDCG@10 | Recall@20 | best rounds |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| dataset | initial identifiers | arm | seeds | Recall@10 | NDCG@10 | Recall@20 "
+        "| best round per seed |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
@@ -150,7 +168,7 @@ def main() -> None:
 
         best = ",".join(str(g["best_round"]) for g in group)
         lines.append(
-            f"| {dataset} | {tokenizer} | {arm} | {stat('recall@10')} | "
+            f"| {dataset} | {tokenizer} | {arm} | {len(group)} | {stat('recall@10')} | "
             f"{stat('ndcg@10')} | {stat('recall@20')} | {best} |"
         )
     (OUT / "siit.md").write_text("\n".join(lines) + "\n")
