@@ -68,6 +68,7 @@ def write_report(metrics_path: str | Path, out: str | Path) -> Path:
                 alpha=0.6,
             )
         twin.set_ylabel("entropy (bits, dashed)")
+        ax.set_xticks([r["round"] for r in refined])
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no refinement rounds", ha="center", va="center", transform=ax.transAxes)
