@@ -127,6 +127,8 @@ def main() -> None:
                             settings=settings,
                         )
                     )
+    # seed-major order: an interrupted grid still covers every (dataset, tokenizer) pair
+    arms.sort(key=lambda arm: arm["seed"])
     if args.report:
         results = [finished(arm) for arm in arms]
     else:
@@ -143,6 +145,7 @@ def main() -> None:
                 tokenizer=arm["tokenizer"],
                 arm=arm["arm"],
                 seed=arm["seed"],
+                epochs=metrics["config"]["epochs_per_round"] * (metrics["config"]["rounds"] + 1),
                 best_round=metrics["best_round"],
                 test=metrics["test"],
                 rounds=metrics["rounds"],
@@ -153,9 +156,9 @@ def main() -> None:
         json.dumps(dict(settings=common, arms=len(arms), rows=rows), indent=1)
     )
     lines = [
-        "| dataset | initial identifiers | arm | seeds | Recall@10 | NDCG@10 | Recall@20 "
+        "| dataset | initial identifiers | arm | epochs | seeds | Recall@10 | NDCG@10 | Recall@20 "
         "| best round per seed |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
@@ -168,7 +171,8 @@ def main() -> None:
 
         best = ",".join(str(g["best_round"]) for g in group)
         lines.append(
-            f"| {dataset} | {tokenizer} | {arm} | {len(group)} | {stat('recall@10')} | "
+            f"| {dataset} | {tokenizer} | {arm} | {group[0]['epochs']} | {len(group)} | "
+            f"{stat('recall@10')} | "
             f"{stat('ndcg@10')} | {stat('recall@20')} | {best} |"
         )
     (OUT / "siit.md").write_text("\n".join(lines) + "\n")
