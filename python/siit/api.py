@@ -229,7 +229,13 @@ def _initial_identifiers(
     if isinstance(tokenizer, Identifiers):
         identifiers = tokenizer
     elif procs.main:
-        fitter = tokenizer if isinstance(tokenizer, Tokenizer) else make_tokenizer(cfg)
+        fitter = (
+            tokenizer
+            if isinstance(tokenizer, Tokenizer)
+            else make_tokenizer(
+                cfg.tokenizer, cfg.levels, cfg.codebook_size, cfg.seed, **cfg.tokenizer_options
+            )
+        )
         log.info("fitting initial identifiers with %s", type(fitter).__name__)
         identifiers = fitter.fit(data)
     else:

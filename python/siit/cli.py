@@ -68,26 +68,16 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 def _tokenizer(args: argparse.Namespace):
     """The tokenizer a `siit tokenize` command line asks for."""
-    shape = {"levels": args.levels, "codebook_size": args.codebook_size}
+    from siit.trainer import make_tokenizer
+
+    options = {"unique": args.unique}
     if args.method == "file":
         if args.index is None:
             raise ValueError("--method file needs --index PATH")
-        from siit.tokenizers import FileTokenizer
-
-        return FileTokenizer(args.index, unique=args.unique)
-    if args.method == "random":
-        from siit.tokenizers import RandomTokenizer
-
-        return RandomTokenizer(**shape, seed=args.seed, unique=args.unique)
-    if args.method == "cid":
-        from siit.cid import CIDTokenizer
-
-        return CIDTokenizer(**shape, seed=args.seed, unique=args.unique)
-    from siit.letter import LETTERTokenizer
-    from siit.rqvae import RQVAETokenizer
-
-    kind = RQVAETokenizer if args.method == "rqvae" else LETTERTokenizer
-    return kind(**shape, epochs=args.epochs, seed=args.seed, device=args.device, unique=args.unique)
+        return make_tokenizer(args.index, args.levels, args.codebook_size, args.seed, **options)
+    if args.method in ("rqvae", "letter"):
+        options.update(epochs=args.epochs, device=args.device)
+    return make_tokenizer(args.method, args.levels, args.codebook_size, args.seed, **options)
 
 
 def _tokenize(args: argparse.Namespace) -> int:

@@ -327,11 +327,10 @@ def exact_scores(
         for lo in range(0, n, per):
             tgt = targets[lo : lo + per]
             c = len(tgt)
-            logits = model.target_logits(model.model, np.repeat(prompt, c, 0), np.tile(tgt, (b, 1)))
+            pairs = np.tile(tgt, (b, 1))  # every prompt with every item of the chunk
+            logits = model.target_logits(model.model, np.repeat(prompt, c, 0), pairs)
             logp = torch.log_softmax(full_precision(logits), -1)
-            picked = logp.gather(
-                2, torch.as_tensor(np.tile(tgt, (b, 1)), device=logp.device)[..., None]
-            )
+            picked = logp.gather(2, torch.as_tensor(pairs, device=logp.device)[..., None])
             out[:, lo : lo + c] = picked.sum((1, 2)).view(b, c).cpu().numpy()
     finally:
         model.model.train(was_training)

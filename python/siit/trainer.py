@@ -147,14 +147,14 @@ def load_dataset(spec: str, max_history: int) -> Dataset:
     return Dataset.load(spec, max_history=max_history)
 
 
-def make_tokenizer(config: TrainConfig) -> Any:
+def make_tokenizer(name: str, levels: int, codebook_size: int, seed: int, **options: Any) -> Any:
+    """The initial tokenizer `name` ("rqvae", "letter", "cid", "random"), or a
+    `FileTokenizer` when `name` is an identifiers file; `options` go to its constructor."""
     from . import tokenizers
 
-    options = dict(config.tokenizer_options)
-    name = config.tokenizer
     if name not in ("rqvae", "letter", "cid", "random"):
         return tokenizers.FileTokenizer(name, **options)
-    sized = dict(levels=config.levels, codebook_size=config.codebook_size, seed=config.seed)
+    sized = dict(levels=levels, codebook_size=codebook_size, seed=seed)
     if name == "rqvae":
         from .rqvae import RQVAETokenizer
 
