@@ -179,9 +179,7 @@ def beam_search(
     """
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")
-    was_training = model.model.training
-    model.model.eval()
-    try:
+    with model.evaluating():
         out, state = _first_step(model, prompt)
         b, device = len(prompt), model.device
         scores = torch.zeros(
@@ -215,8 +213,6 @@ def beam_search(
                 beam_idx = (torch.arange(b, device=device)[:, None] * k + parent).view(-1)
                 tokens = (code + int(model.level_offsets[t])).view(-1, 1)
                 out = _next_step(model, state, _cache_of(out), beam_idx, tokens, t)
-    finally:
-        model.model.train(was_training)
     items = None
     if tables is not None:
         items = torch.where(torch.isfinite(scores), tables.leaf_items[node], -1).cpu().numpy()
@@ -285,11 +281,8 @@ def generate(model: RecModel, prompt: np.ndarray, beams: int, **constraint: Any)
     inputs = model.inputs(prompt)
     inputs.pop("position_ids", None)
     levels = model.n_levels
-    net = model.model
-    was_training = net.training
-    net.eval()
-    try:
-        out = net.generate(
+    with model.evaluating():
+        out = model.model.generate(
             **inputs,
             num_beams=beams,
             num_return_sequences=beams,
@@ -303,8 +296,6 @@ def generate(model: RecModel, prompt: np.ndarray, beams: int, **constraint: Any)
             eos_token_id=model.eos_id,
             **constraint,
         )
-    finally:
-        net.train(was_training)
     tokens = out.sequences[:, -levels:].cpu().numpy()
     codes = (tokens - model.level_offsets).reshape(len(prompt), beams, levels)
     scores = out.sequences_scores.double().cpu().numpy().reshape(len(prompt), beams)
@@ -320,18 +311,12 @@ def exact_scores(
     targets = model.code_tokens(identifiers.codes)
     n, b = len(targets), len(prompt)
     out = np.empty((b, n), dtype=np.float64)
-    was_training = model.model.training
-    model.model.eval()
-    try:
-        per = max(1, chunk // max(b, 1))
+    per = max(1, chunk // max(b, 1))
+    with model.evaluating():
         for lo in range(0, n, per):
             tgt = targets[lo : lo + per]
             c = len(tgt)
-            pairs = np.tile(tgt, (b, 1))  # every prompt with every item of the chunk
-            logits = model.target_logits(model.model, np.repeat(prompt, c, 0), pairs)
-            logp = torch.log_softmax(full_precision(logits), -1)
-            picked = logp.gather(2, torch.as_tensor(pairs, device=logp.device)[..., None])
-            out[:, lo : lo + c] = picked.sum((1, 2)).view(b, c).cpu().numpy()
-    finally:
-        model.model.train(was_training)
+            # every prompt with every item of the chunk
+            logp = model.token_log_probs(np.repeat(prompt, c, 0), np.tile(tgt, (b, 1)))
+            out[:, lo : lo + c] = logp.sum(1).view(b, c).cpu().numpy()
     return out

@@ -195,6 +195,23 @@ class RecModel:
             return net(**inputs).logits
         return net(**inputs, logits_to_keep=t + 1).logits[:, :t]
 
+    def token_log_probs(self, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
+        """Log-probability of each target token given the prompt and the tokens before it
+        (B, T), by teacher forcing."""
+        logits = full_precision(self.target_logits(self.model, prompt, target))
+        t = torch.as_tensor(target, device=logits.device)
+        return torch.log_softmax(logits, -1).gather(2, t[..., None])[..., 0]
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode (no dropout) inside, the previous mode after."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
     def sample_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Mean token cross-entropy of each sample (B,)."""
         logits = full_precision(self.target_logits(net, prompt, target))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ._core import assign_unique
 from .decoding import beam_search
 from .identifiers import Identifiers
-from .models import RecModel, full_precision
+from .models import RecModel
 from .tasks import TaskBuilder
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,9 @@ def current_scores(
     model: RecModel, prompt: np.ndarray, target: np.ndarray, penalty: list[torch.Tensor] | None
 ) -> np.ndarray:
     """Log-prob (minus the penalty) of each prompt's current identifier tokens (B, L)."""
-    model.model.eval()
-    logits = model.target_logits(model.model, prompt, target)
-    t = torch.as_tensor(target, device=logits.device)
-    score = torch.log_softmax(full_precision(logits), -1).gather(2, t[..., None])[..., 0]
+    with model.evaluating():
+        score = model.token_log_probs(prompt, target)
+    t = torch.as_tensor(target, device=score.device)
     if penalty is not None:
         codes = t - torch.as_tensor(model.level_offsets, device=t.device)
         score = score - torch.stack([penalty[i][codes[:, i]] for i in range(t.shape[1])], 1)
@@ -90,8 +89,7 @@ def propose(
     k = beams + int(keep_current)
     candidates = np.zeros((len(items), k, levels), dtype=np.int64)
     scores = np.full((len(items), k), -np.inf)
-    was_training = model.model.training
-    try:
+    with model.evaluating():
         for lo in tqdm(
             range(0, len(items), batch_size), desc="refine", leave=False, disable=not progress
         ):
@@ -105,8 +103,6 @@ def propose(
                     items[lo : lo + batch_size]
                 ]
                 scores[lo : lo + batch_size, -1] = current_scores(model, prompt, target, penalty)
-    finally:
-        model.model.train(was_training)
     return candidates, scores
 
 
