@@ -92,6 +92,18 @@ def test_evaluate_and_recommend_a_finished_run(finished):
         siit.recommend(["1", "no such item"], run=out)
 
 
+def test_evaluate_the_last_checkpoint(finished):
+    """`at="last"` evaluates the final round's model and identifiers: its validation
+    metrics are the ones the run recorded for that round."""
+    result, out = finished
+    last = siit.evaluate(out, tiny_dataset(), split="valid", at="last")
+    assert last == pytest.approx(result.rounds[-1].valid)
+    if result.best_round == len(result.rounds) - 1:
+        assert siit.evaluate(out, tiny_dataset(), at="last") == pytest.approx(result.test)
+    with pytest.raises(ValueError, match="at must be"):
+        siit.evaluate(out, tiny_dataset(), at="final")
+
+
 def test_baseline_is_rounds_zero(tmp_path):
     result = siit.train(tiny_dataset(), output_dir=tmp_path, **{**TINY_RUN, "rounds": 0})
     assert [r.round for r in result.rounds] == [0] and result.best_round == 0
@@ -202,6 +214,8 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
     assert main(["evaluate", str(out), "--split", "valid"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["recall@10"] == pytest.approx(_metrics(out)["rounds"][0]["valid"]["recall@10"])
+    assert main(["evaluate", str(out), "--at", "last"]) == 0  # a baseline's last is its best
+    assert json.loads(capsys.readouterr().out) == pytest.approx(_metrics(out)["test"])
     assert main(["recommend", str(out), "1", "2", "-k", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     with pytest.raises(SystemExit) as exit_:

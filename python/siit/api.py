@@ -262,17 +262,27 @@ def _initial_identifiers(
 
 
 def load_run(
-    run: str | Path | None = None, device: str = "cpu"
+    run: str | Path | None = None, device: str = "cpu", at: str = "best"
 ) -> tuple[TrainConfig, RecModel, Identifiers]:
-    """A finished run's configuration, best model and identifiers (default: the newest run
-    under ./runs)."""
+    """A run's configuration, model and identifiers (default: the newest run under ./runs):
+    `at="best"` the best round's, `at="last"` the last checkpoint's (the final round of a
+    finished run, so a fixed schedule can be compared without selection on validation)."""
+    if at not in ("best", "last"):
+        raise ValueError(f"at must be 'best' or 'last', got {at!r}")
     run_dir = Path(run) if run is not None else _latest_run()
-    best = run_dir / BEST
-    if not (best / "model").is_dir():
-        raise FileNotFoundError(f"{run_dir} has no finished round ({best} is missing)")
     cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    rec = RecModel.load(best / "model", device)
-    identifiers = Identifiers.load(best / "index.json", rec.codebook_sizes)
+    if at == "best":
+        best = run_dir / BEST
+        if not (best / "model").is_dir():
+            raise FileNotFoundError(f"{run_dir} has no finished round ({best} is missing)")
+        rec = RecModel.load(best / "model", device)
+        identifiers = Identifiers.load(best / "index.json", rec.codebook_sizes)
+    else:
+        checkpoint = run_dir / CHECKPOINT
+        if not (checkpoint / "state.json").is_file():
+            raise FileNotFoundError(f"{run_dir} has no checkpoint ({checkpoint} is missing)")
+        rec = RecModel.load(checkpoint / "model", device)
+        identifiers = Identifiers.load(checkpoint / "identifiers.npz")
     return cfg, rec, identifiers
 
 
@@ -289,13 +299,15 @@ def evaluate(
     run: str | Path | None = None,
     dataset: Dataset | str | None = None,
     split: str = "test",
+    at: str = "best",
     **settings: Any,
 ) -> dict[str, float]:
-    """Metrics of a finished run's best model on a split ("test" or "valid"); `settings`
-    override evaluation fields (beams, eval_mode, eval_batch_size, device)."""
+    """Metrics of a run's best model (`at="best"`) or last checkpoint (`at="last"`) on a
+    split ("test" or "valid"); `settings` override evaluation fields (beams, eval_mode,
+    eval_batch_size, device)."""
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
-    cfg, rec, identifiers = load_run(run, settings.get("device", "cpu"))
+    cfg, rec, identifiers = load_run(run, settings.get("device", "cpu"), at)
     cfg = cfg.replace(**settings).check()
     data = (
         dataset

@@ -119,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from siit.api import evaluate
 
-    metrics = evaluate(args.run_dir, args.dataset, args.split, **_settings(args))
+    metrics = evaluate(args.run_dir, args.dataset, args.split, args.at, **_settings(args))
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -168,10 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--resume", metavar="DIR", help="continue a run from its checkpoint")
     train.add_argument("settings", nargs="*", help=overrides)
     train.set_defaults(run=_train)
-    evaluate = commands.add_parser("evaluate", help="metrics of a finished run's best model")
+    evaluate = commands.add_parser(
+        "evaluate", help="metrics of a run's best round or last checkpoint"
+    )
     evaluate.add_argument("run_dir", metavar="RUN", help="the run directory")
     evaluate.add_argument("--split", choices=["test", "valid"], default="test")
     evaluate.add_argument("--dataset", help="dataset spec (default: the run's)")
+    evaluate.add_argument(
+        "--at",
+        choices=["best", "last"],
+        default="best",
+        help="the best round's model or the last checkpoint's",
+    )
     evaluate.add_argument("settings", nargs="*", help="evaluation " + overrides)
     evaluate.set_defaults(run=_evaluate)
     recommend = commands.add_parser("recommend", help="next items after a history")
