@@ -67,10 +67,10 @@ def finished(arm: dict) -> dict | None:
 
 
 def run(arm: dict) -> dict:
+    done = finished(arm)
+    if done is not None:
+        return done
     out = Path(arm["output_dir"])
-    metrics = out / "metrics.json"
-    if metrics.exists() and json.loads(metrics.read_text()).get("test"):
-        return json.loads(metrics.read_text())
     config = out.with_suffix(".json")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(arm["settings"], indent=1))
@@ -82,7 +82,7 @@ def run(arm: dict) -> dict:
     with log.open("a") as handle:
         subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT)
     print(f"{out.name}: {time.time() - start:.0f} s", flush=True)
-    return json.loads(metrics.read_text())
+    return json.loads((out / "metrics.json").read_text())
 
 
 def last_round(arm: dict) -> dict | None:

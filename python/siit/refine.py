@@ -62,10 +62,9 @@ def current_scores(
     """Log-prob (minus the penalty) of each prompt's current identifier tokens (B, L)."""
     with model.evaluating():
         score = model.token_log_probs(prompt, target)
-    t = torch.as_tensor(target, device=score.device)
     if penalty is not None:
-        codes = t - torch.as_tensor(model.level_offsets, device=t.device)
-        score = score - torch.stack([penalty[i][codes[:, i]] for i in range(t.shape[1])], 1)
+        codes = torch.as_tensor(target - model.level_offsets, device=score.device)
+        score = score - torch.stack([penalty[i][codes[:, i]] for i in range(codes.shape[1])], 1)
     return score.sum(1).cpu().numpy()
 
 
