@@ -200,6 +200,8 @@ def test_config_files_and_overrides(tmp_path):
 def _toml(path: Path, **settings) -> Path:
     lines = []
     for key, value in settings.items():
+        if value is None:  # TOML has no null: the setting keeps its default
+            continue
         lines.append(f"{key} = {json.dumps(value)}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -208,9 +210,9 @@ def _toml(path: Path, **settings) -> Path:
 def test_cli_train_evaluate_recommend(tmp_path, capsys):
     config = _toml(tmp_path / "run.toml", **{**TINY_RUN, "dataset": "synthetic", "rounds": 0})
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config), f"output_dir={out}", "epochs_per_round=1"]) == 0
+    assert main(["train", "--config", str(config), f"output_dir={out}", "max_epochs_per_round=1"]) == 0
     assert "best_round=0" in capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["epochs_per_round"] == 1
+    assert json.loads((out / "config.json").read_text())["max_epochs_per_round"] == 1
     assert main(["evaluate", str(out), "--split", "valid"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["recall@10"] == pytest.approx(_metrics(out)["rounds"][0]["valid"]["recall@10"])
@@ -231,7 +233,7 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
 FAULT_RUN = {
     **TINY_RUN,
     "rounds": 1,
-    "epochs_per_round": 3,
+    "max_epochs_per_round": 3,
     "batch_size": 16,
     "dataset": "synthetic",
     "dtype": "float64",
@@ -326,7 +328,7 @@ def test_two_processes_match_one(tmp_path):
     identifiers and metrics as one process. One epoch per round: Adam amplifies the
     different summation order of the two processes' gradients by about 1e4 per epoch here,
     so longer runs drift beyond float64 tolerance."""
-    settings = {**FAULT_RUN, "epochs_per_round": 1}
+    settings = {**FAULT_RUN, "max_epochs_per_round": 1}
     reference = tmp_path / "single"
     siit.train(output_dir=reference, **settings)
     config = _toml(tmp_path / "run.toml", **{**settings, "output_dir": str(tmp_path / "ddp")})

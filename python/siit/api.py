@@ -182,7 +182,9 @@ def train(
     rec.model.to(DTYPES[cfg.dtype])
     identifiers = Identifiers.load(best / "index.json", identifiers.codebook_sizes)
     tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
-    test = evaluate_samples(rec, tasks, identifiers, data.test_samples(), cfg, procs, "test")
+    test_samples = data.test_samples()
+    seen = data.seen_items(test_samples) if cfg.exclude_history else None
+    test = evaluate_samples(rec, tasks, identifiers, test_samples, cfg, procs, "test", seen)
     log.info(
         "best round %d; test: %s (%.0f s training)",
         best_round,
@@ -304,7 +306,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of a run's best model (`at="best"`) or last checkpoint (`at="last"`) on a
     split ("test" or "valid"); `settings` override evaluation fields (beams, eval_mode,
-    eval_batch_size, device)."""
+    eval_batch_size, exclude_history, device)."""
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     cfg, rec, identifiers = load_run(run, settings.get("device", "cpu"), at)
@@ -316,7 +318,8 @@ def evaluate(
     )
     tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
     samples = data.test_samples() if split == "test" else data.valid_samples()
-    return evaluate_samples(rec, tasks, identifiers, samples, cfg, desc=split)
+    seen = data.seen_items(samples) if cfg.exclude_history else None
+    return evaluate_samples(rec, tasks, identifiers, samples, cfg, desc=split, seen=seen)
 
 
 def recommend(
@@ -324,9 +327,11 @@ def recommend(
     k: int = 10,
     run: str | Path | None = None,
     device: str = "cpu",
+    exclude_history: bool = False,
 ) -> list[tuple[str, float]]:
     """The top-k next items (item id, log-probability) after a history of item ids (strings
-    as in the dataset, or int item indices), from a finished run's best model."""
+    as in the dataset, or int item indices), from a finished run's best model;
+    `exclude_history` keeps the history's items out of the list."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     cfg, rec, identifiers = load_run(run, device)
@@ -348,7 +353,10 @@ def recommend(
     hist[0, cfg.max_history - len(kept) :] = kept
     tasks = TaskBuilder(rec, None, identifiers)
     prompt, _ = tasks.seqrec(hist)
-    found = beam_search(rec, prompt, max(k, 1), TrieTables.of(identifiers, rec.device))
+    exclude = np.asarray([rows]) if exclude_history else None
+    found = beam_search(
+        rec, prompt, max(k, 1), TrieTables.of(identifiers, rec.device), exclude=exclude
+    )
     return [
         (identifiers.item_ids[i], float(s))
         for i, s in zip(found.items[0], found.scores[0], strict=True)

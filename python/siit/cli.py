@@ -128,7 +128,8 @@ def _recommend(args: argparse.Namespace) -> int:
     from siit.api import recommend
 
     history = [int(h) if args.indices else h for h in args.history]
-    for item, score in recommend(history, args.k, args.run_dir, args.device):
+    found = recommend(history, args.k, args.run_dir, args.device, args.exclude_history)
+    for item, score in found:
         print(f"{item}\t{score:.4f}")
     return 0
 
@@ -188,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     recommend.add_argument("-k", type=int, default=10)
     recommend.add_argument("--indices", action="store_true", help="history holds item indices")
     recommend.add_argument("--device", default="cpu")
+    recommend.add_argument(
+        "--exclude-history", action="store_true", help="never recommend an item of the history"
+    )
     recommend.set_defaults(run=_recommend)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)

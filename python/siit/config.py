@@ -21,18 +21,19 @@ OBJECT = "object:"
 @dataclass
 class TrainConfig:
     """Settings of `siit.train`. The defaults are the embedded CPU demo: MovieLens-100K,
-    RQ-VAE identifiers, the t5-mini preset, 3 SIIT rounds."""
+    RQ-VAE identifiers, the decoder-only gpt-mini preset trained on every position of each
+    user's windows, early stopping on validation NDCG@10."""
 
     # data
     dataset: str = "movielens"  # "movielens", "synthetic" or a path for Dataset.load
-    max_history: int = 20
+    max_history: int = 50  # items of history in a prompt (decoder-only windows: + 1 target)
     # initial identifiers: a tokenizer name or an identifiers file (.index.json, .npz)
     tokenizer: str = "rqvae"
     levels: int = 3
     codebook_size: int = 256
     tokenizer_options: dict[str, Any] = field(default_factory=dict)
     # model: a preset, a Hugging Face name or a local directory
-    model: str = "t5-mini"
+    model: str = "gpt-mini"
     model_options: dict[str, Any] = field(default_factory=dict)
     gguf_file: str | None = None
     dtype: str = "float32"  # "float32", "float64" or "bfloat16" weights
@@ -40,18 +41,23 @@ class TrainConfig:
     max_text_tokens: int = 64
     max_title_tokens: int = 24
     # tasks: weight = passes over that task's samples per epoch (fractions subsample)
-    # item2id is cheap (short prompts) and is what refinement decodes from: weighted up
     tasks: dict[str, float] = field(
-        default_factory=lambda: {"seqrec": 1.0, "item2id": 3.0, "id2item": 1.0}
+        default_factory=lambda: {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0}
     )
-    samples_per_user: int | None = 10  # each user's last N prefixes; None: all of them
-    # schedule: round 0 trains on the initial identifiers, rounds 1..R after a refinement
+    # encoder-decoder models: each user's last N prefixes as samples; None: all of them
+    samples_per_user: int | None = None
+    # schedule: round 0 trains on the initial identifiers, rounds 1..R after a refinement;
+    # each round trains until validation NDCG@10 has not improved for `patience`
+    # evaluations (every `eval_every` epochs), at most `max_epochs_per_round` epochs, and
+    # keeps its best weights. patience=None trains exactly max_epochs_per_round epochs.
     rounds: int = 3
-    epochs_per_round: int = 2
-    batch_size: int = 256
-    lr: float = 5e-3
-    lr_schedule: str = "constant"  # "constant" or "cosine" (over the whole run), both warmed up
-    warmup_steps: int = 100
+    max_epochs_per_round: int = 100
+    patience: int | None = 5
+    eval_every: int = 1
+    batch_size: int = 128
+    lr: float = 2e-3
+    lr_schedule: str = "constant"  # "constant" or "cosine" (over max_epochs_per_round)
+    warmup_steps: int = 100  # at the start of every round
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     # refinement
@@ -63,6 +69,7 @@ class TrainConfig:
     eval_mode: str = "beam"  # "beam" or "exact" (teacher-forced scores of every item)
     eval_batch_size: int = 64
     valid_users: int | None = None  # validate on a fixed random subset of users
+    exclude_history: bool = False  # never recommend an item already in the history
     # run
     seed: int = 0
     device: str = "auto"
@@ -83,7 +90,8 @@ class TrainConfig:
             "max_history",
             "levels",
             "codebook_size",
-            "epochs_per_round",
+            "max_epochs_per_round",
+            "eval_every",
             "batch_size",
             "refine_beams",
             "beams",
@@ -103,7 +111,7 @@ class TrainConfig:
                 isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                 f"{name} must be an integer >= 0, got {value!r}",
             )
-        for name in ("samples_per_user", "valid_users", "threads"):
+        for name in ("samples_per_user", "valid_users", "threads", "patience"):
             value = getattr(self, name)
             need(
                 value is None or (isinstance(value, int) and value >= 1),
@@ -116,6 +124,10 @@ class TrainConfig:
         need(
             self.lr_schedule in ("constant", "cosine"),
             f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}",
+        )
+        need(
+            isinstance(self.exclude_history, bool),
+            f"exclude_history must be true or false, got {self.exclude_history!r}",
         )
         need(
             self.dtype in ("float32", "float64", "bfloat16"),

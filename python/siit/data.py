@@ -27,14 +27,39 @@ MIN_SEQUENCE = 3  # one training item, one validation target, one test target
 
 @dataclass(frozen=True)
 class Samples:
-    """Next-item samples: histories (N, H), left-padded with -1, and targets (N,)."""
+    """Next-item samples: histories (N, H), left-padded with -1, and targets (N,);
+    `positions` (N,) locate the targets in their dataset's flat `items`."""
 
     users: np.ndarray
     histories: np.ndarray
     targets: np.ndarray
+    positions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def subset(self, rows: np.ndarray) -> Samples:
+        return Samples(
+            self.users[rows],
+            self.histories[rows],
+            self.targets[rows],
+            None if self.positions is None else self.positions[rows],
+        )
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Training windows of the decoder-only layout: runs of consecutive items (N, W) of
+    one user each, right-padded with -1; every item after a window's first is a target."""
+
+    users: np.ndarray
+    items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def lengths(self) -> np.ndarray:
+        return (self.items >= 0).sum(1)
 
 
 class Dataset:
@@ -131,7 +156,18 @@ class Dataset:
         starts = self.offsets[users]
         window = positions[:, None] - self.max_history + np.arange(self.max_history)
         histories = np.where(window >= starts[:, None], self.items[np.maximum(window, 0)], -1)
-        return Samples(users, histories, self.items[positions])
+        return Samples(users, histories, self.items[positions], positions)
+
+    def seen_items(self, samples: Samples) -> np.ndarray:
+        """Every item of each sample's user before its target (N, longest), right-padded
+        with -1: what `exclude_history` keeps out of the recommendations."""
+        if samples.positions is None:
+            raise ValueError("these samples do not say where their targets are (positions)")
+        starts = self.offsets[samples.users]
+        lengths = samples.positions - starts
+        col = np.arange(max(1, int(lengths.max(initial=0))))
+        pos = np.minimum(starts[:, None] + col, len(self.items) - 1)
+        return np.where(col < lengths[:, None], self.items[pos], -1)
 
     def train_positions(self) -> tuple[np.ndarray, np.ndarray]:
         """User and position (into `items`) of every training interaction: each user's
@@ -147,6 +183,26 @@ class Dataset:
         users, positions = self.train_positions()
         target = positions != self.offsets[users]  # a user's first item has no history
         return self._samples(users[target], positions[target])
+
+    def train_windows(self, size: int) -> Windows:
+        """Windows of up to `size` consecutive items of each user's training part, the
+        last one ending at its end. A user's windows overlap by one item, so every training
+        interaction but a user's first is a target in exactly one window, after up to
+        `size - 1` items of history: one pass over the windows teaches each training
+        interaction once. Users with a single training item have no target."""
+        if size < 2:
+            raise ValueError(f"a window needs at least 2 items, got size={size}")
+        lengths = np.diff(self.offsets) - 2
+        count = np.where(lengths >= 2, -(-(lengths - 1) // (size - 1)), 0)
+        users = np.repeat(np.arange(self.n_users), count)
+        rank = np.arange(len(users)) - np.repeat(np.cumsum(count) - count, count)
+        end = lengths[users] - rank * (size - 1)  # exclusive, within the user's sequence
+        start = np.maximum(end - size, 0)
+        col = np.arange(size)
+        pos = (self.offsets[users] + start)[:, None] + col
+        items = np.where(col < (end - start)[:, None], self.items[np.minimum(pos, len(self.items) - 1)], -1)
+        order = np.lexsort((-rank, users))  # each user's windows in time order
+        return Windows(users[order], items[order])
 
     def valid_samples(self) -> Samples:
         """Each user's second to last item, after the training part."""

@@ -11,7 +11,8 @@ no Python per beam or per code. Two front ends share it:
   call `model.generate`.
 
 `dict_trie_allowed_fn` is the public baseline (`prefix_allowed_tokens_fn` over a nested
-dict), kept for the comparison benchmark and tests.
+dict), kept for the comparison benchmark and tests; `generate` scores its beams over the
+whole vocabulary, where the two front ends above use each level's softmax.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ import torch
 
 from ._core import IdentifierTrie
 from .identifiers import Identifiers
-from .models import RecModel, full_precision
-
-NEG_INF = float("-inf")
+from .models import NEG_INF, RecModel
 
 
 class TrieTables:
@@ -170,18 +169,28 @@ def beam_search(
     beams: int,
     tables: TrieTables | None = None,
     penalty: Sequence[torch.Tensor] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> BeamResult:
     """Fixed-length beam search of identifiers for left-padded prompts (B, P).
 
-    At step t only level-t identifier tokens compete (log-softmax over the whole vocabulary,
-    as `generate` scores them); with `tables`, only codes that extend a valid identifier;
-    `penalty` (one (V_t,) tensor per level) is subtracted from the log-probs.
+    At step t only level-t identifier tokens compete, scored by a log-softmax over that
+    level's codes (as the model is trained); with `tables`, only codes that extend a valid
+    identifier; `penalty` (one (V_t,) tensor per level) is subtracted from the log-probs;
+    `exclude` (B, S) item indices (-1 padding) are masked at the last level, so no beam
+    ends on them (needs `tables`).
     """
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")
+    if exclude is not None and tables is None:
+        raise ValueError("exclude needs trie tables: items exist only in a trie")
     with model.evaluating():
         out, state = _first_step(model, prompt)
         b, device = len(prompt), model.device
+        row = torch.arange(b, device=device)[:, None]
+        banned = None
+        if exclude is not None:
+            ex = torch.as_tensor(exclude, device=device)
+            banned = (ex + (row << 32))[ex >= 0]
         scores = torch.zeros(
             b,
             1,
@@ -192,15 +201,16 @@ def beam_search(
         codes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)
         for t in range(model.n_levels):
             k, size = scores.shape[1], model.codebook_sizes[t]
-            logp = torch.log_softmax(full_precision(out.logits[:, -1]), -1)[
-                :, model.level_token_ids(t)
-            ]
-            logp = logp.view(b, k, size)
+            logp = model.level_log_probs(out.logits[:, -1], t).view(b, k, size)
             if penalty is not None:
                 logp = logp - penalty[t].to(logp.dtype)
             if tables is not None:
                 child = tables.children(node.view(-1), t).reshape(b, k, size)
                 logp = logp.masked_fill(child < 0, NEG_INF)
+                if banned is not None and t == model.n_levels - 1:
+                    # (row, item) pairs as one key each: a batched membership test
+                    item = tables.leaf_items[child.clamp(min=0)] + (row << 32)[..., None]
+                    logp = logp.masked_fill(torch.isin(item, banned), NEG_INF)
             total = (scores[..., None] + logp).view(b, k * size)
             scores, idx = total.topk(min(beams, k * size), dim=1)
             parent, code = idx // size, idx % size
@@ -250,7 +260,9 @@ class TrieLogitsProcessor(LogitsProcessor):  # type: ignore[misc,valid-type]
         node = self.tables.walk(input_ids[:, self.start :] - self.offsets[:t]).clamp(min=0)
         child = self.tables.children(node, t)
         sl = self.slices[t]
-        out[:, sl] = scores[:, sl].masked_fill(child < 0, NEG_INF)
+        # generate hands over full-vocabulary log-probs: renormalized over the level's codes
+        level = torch.log_softmax(scores[:, sl], -1)
+        out[:, sl] = level.masked_fill(child < 0, NEG_INF)
         return out
 
 

@@ -5,9 +5,15 @@ with one token per (level, code) added: `<a_0>` ... `<a_255>`, `<b_0>` ... Ident
 of one level get consecutive ids, so mapping codes to tokens is `level_offsets[t] + code`.
 
 From-scratch presets need no download: T5 configurations sized like the published
-TIGER/LETTER recommender and smaller ones for CPU runs and tests, and a tiny Llama for the
-decoder-only path. Their text vocabulary is a WordPiece tokenizer trained on the item texts,
-so the alignment tasks have words to read.
+TIGER/LETTER recommender and smaller ones for CPU runs and tests, and GPT-2 shaped
+decoder-only models (pre-LayerNorm blocks, learned positions, output tied to the token
+embeddings, residual dropout) for the all-position path. Their text vocabulary is a
+WordPiece tokenizer trained on the item texts, so the alignment tasks have words to read.
+
+Identifier tokens are scored against their own level's codes only: the training loss, the
+teacher-forced scores and beam search all use a softmax over level t's codes at level t.
+The token itself says its level, so a decoder-only model needs no level embedding or
+separator, and any Hugging Face causal LM reads the same layout.
 """
 
 from __future__ import annotations
@@ -66,6 +72,41 @@ PRESETS: dict[str, dict[str, Any]] = {
         d_ff=64,
         dropout_rate=0.0,
     ),
+    # Decoder-only, trained on every position of a user's window in one pass: the CPU
+    # default, and a size for a GPU.
+    "gpt-mini": dict(
+        arch="gpt2",
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        n_inner=256,
+        n_positions=512,
+        resid_pdrop=0.2,
+        embd_pdrop=0.2,
+        attn_pdrop=0.0,  # attention dropout costs step time and did not help
+    ),
+    "gpt-small": dict(
+        arch="gpt2",
+        n_embd=256,
+        n_layer=4,
+        n_head=4,
+        n_inner=1024,
+        n_positions=1024,
+        resid_pdrop=0.1,
+        embd_pdrop=0.1,
+        attn_pdrop=0.0,
+    ),
+    "gpt-tiny": dict(
+        arch="gpt2",
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        n_inner=64,
+        n_positions=512,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    ),
     "llama-tiny": dict(
         arch="llama",
         hidden_size=32,
@@ -90,6 +131,9 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+NEG_INF = float("-inf")
 
 
 def full_precision(x: torch.Tensor) -> torch.Tensor:
@@ -186,21 +230,81 @@ class RecModel:
             "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
         }
 
-    def target_logits(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
-        """Logits (B, T, V) predicting each target token; `net` is the model or its DDP
-        wrapper."""
+    def target_log_probs(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
+        """Log-probability of each target token given the prompt and the targets before it
+        (B, T), by teacher forcing; 0 at padding. Identifier tokens are normalized over
+        their level's codes, other tokens over the whole vocabulary. `net` is the model or
+        its DDP wrapper.
+
+        A decoder-only model whose targets are all identifier tokens (seqrec windows,
+        item2id) projects its last hidden states onto the identifier rows of the output
+        layer only: at a few thousand text tokens that is most of a small model's step."""
+        t = torch.as_tensor(target, device=self.device)
+        tables = self._level_tables()
+        level = torch.where(t >= 0, tables["token_level"][t.clamp(min=0)], -1)
+        is_id = level >= 0
+        is_text = (t >= 0) & ~is_id
         inputs = self.inputs(prompt, target)
-        t = target.shape[1]
+        n = t.shape[1]
+        full = None
         if self.kind == "seq2seq":
-            return net(**inputs).logits
-        return net(**inputs, logits_to_keep=t + 1).logits[:, :t]
+            full = full_precision(net(**inputs).logits)
+        elif is_text.any():
+            full = full_precision(net(**inputs, logits_to_keep=n + 1).logits[:, :n])
+        if full is not None:
+            id_logits = full[..., tables["id_tokens"]]
+        else:
+            out = net(**inputs, output_hidden_states=True, logits_to_keep=1)
+            head = self.model.get_output_embeddings()
+            bias = None if head.bias is None else head.bias[tables["id_tokens"]]
+            hidden = out.hidden_states[-1][:, -(n + 1) : -1]
+            id_logits = full_precision(
+                torch.nn.functional.linear(hidden, head.weight[tables["id_tokens"]], bias)
+            )
+        # one softmax per position over its level's columns (level 0 stands in at padding)
+        other_level = tables["column_level"] != level.clamp(min=0)[..., None]
+        id_lp = torch.log_softmax(id_logits.masked_fill(other_level, NEG_INF), -1)
+        column = tables["token_column"][t.clamp(min=0)]
+        out_lp = id_lp.gather(2, column[..., None])[..., 0]
+        if full is not None and is_text.any():
+            text_lp = torch.log_softmax(full, -1).gather(2, t.clamp(min=0)[..., None])[..., 0]
+            out_lp = torch.where(is_text, text_lp, out_lp)
+        return out_lp.masked_fill(t < 0, 0.0)
+
+    def level_log_probs(self, logits: torch.Tensor, level: int) -> torch.Tensor:
+        """Log-probabilities of level `level`'s codes (..., V_t) from full-vocabulary
+        logits (..., V): the softmax the model is trained with."""
+        return torch.log_softmax(full_precision(logits[..., self.level_token_ids(level)]), -1)
+
+    def _level_tables(self) -> dict[str, torch.Tensor]:
+        """Lookup tensors on the model's device: `id_tokens` (all identifier token ids in
+        level order), `column_level` (level of each of those columns), and per vocabulary
+        token its level (-1: not an identifier token) and column."""
+        device = self.device
+        cached = getattr(self, "_tables", None)
+        if cached is not None and cached["id_tokens"].device == device:
+            return cached
+        sizes = np.asarray(self.codebook_sizes)
+        id_tokens = np.concatenate(
+            [np.arange(size) + off for off, size in zip(self.level_offsets, sizes, strict=True)]
+        )
+        vocab = max(len(self.tokenizer), int(id_tokens.max()) + 1)
+        token_level = np.full(vocab, -1, dtype=np.int64)
+        token_column = np.zeros(vocab, dtype=np.int64)
+        token_level[id_tokens] = np.repeat(np.arange(len(sizes)), sizes)
+        token_column[id_tokens] = np.arange(len(id_tokens))
+        tables = {
+            "id_tokens": id_tokens,
+            "column_level": np.repeat(np.arange(len(sizes)), sizes),
+            "token_level": token_level,
+            "token_column": token_column,
+        }
+        self._tables = {k: torch.as_tensor(v, device=device) for k, v in tables.items()}
+        return self._tables
 
     def token_log_probs(self, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
-        """Log-probability of each target token given the prompt and the tokens before it
-        (B, T), by teacher forcing."""
-        logits = full_precision(self.target_logits(self.model, prompt, target))
-        t = torch.as_tensor(target, device=logits.device)
-        return torch.log_softmax(logits, -1).gather(2, t[..., None])[..., 0]
+        """`target_log_probs` of the model itself (no DDP wrapper)."""
+        return self.target_log_probs(self.model, prompt, target)
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -212,15 +316,9 @@ class RecModel:
         finally:
             self.model.train(was_training)
 
-    def sample_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
-        """Mean token cross-entropy of each sample (B,)."""
-        logits = full_precision(self.target_logits(net, prompt, target))
-        t = torch.as_tensor(target, device=logits.device)
-        valid = t >= 0
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), t.clamp(min=0), reduction="none"
-        )
-        return (nll * valid).sum(1) / valid.sum(1).clamp(min=1)
+    def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
+        """Cross-entropy of every target token (B, T); 0 at padding."""
+        return -self.target_log_probs(net, prompt, target)
 
     # -- persistence ---------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, Samples, Windows
 from .embed import item_texts
 from .identifiers import Identifiers
 from .models import RecModel
@@ -83,6 +83,8 @@ class TaskBuilder:
             task: (model.prompt_ids(prefix), model.prompt_ids(suffix))
             for task, (prefix, suffix) in TEMPLATES[model.style].items()
         }
+        if model.kind == "causal":  # the history runs straight into the next identifier
+            self.templates["seqrec"] = (self.templates["seqrec"][0], np.zeros(0, np.int64))
         self.set_identifiers(identifiers)
 
     def set_identifiers(self, identifiers: Identifiers) -> None:
@@ -120,6 +122,20 @@ class TaskBuilder:
         prompt = self._prompt("seqrec", hist)
         return prompt, None if targets is None else self.code_tokens[targets]
 
+    def seqrec_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder-only layout of windows (B, W) of item indices, right-padded with -1:
+        prompt = the seqrec prefix and the first item's identifier tokens, target = the
+        identifier tokens of every later item, so one pass scores each of them after the
+        items before it."""
+        first = self.code_tokens[windows[:, 0]]
+        rest = windows[:, 1:]
+        target = np.where(
+            rest[..., None] >= 0, self.code_tokens[np.maximum(rest, 0)], -1
+        ).reshape(len(windows), -1)
+        prefix = self.templates["seqrec"][0]
+        prompt = np.concatenate([np.broadcast_to(prefix, (len(windows), len(prefix))), first], 1)
+        return prompt, trim(target, left=False)
+
     def item2id(self, items: np.ndarray):
         return self._prompt("item2id", self.text[items]), self.code_tokens[items]
 
@@ -130,9 +146,14 @@ class TaskBuilder:
         target[np.arange(len(items)), lengths] = self.model.eos_id
         return self._prompt("id2item", self.code_tokens[items]), trim(target, left=False)
 
-    def batch(self, task: str, rows: np.ndarray, samples) -> tuple[np.ndarray, np.ndarray]:
-        """Prompt and target of sample rows of a task (seqrec rows index `samples`)."""
+    def batch(
+        self, task: str, rows: np.ndarray, samples: Samples | Windows
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt and target of sample rows of a task (seqrec rows index `samples`: prefix
+        samples or, for decoder-only models, windows)."""
         if task == "seqrec":
+            if isinstance(samples, Windows):
+                return self.seqrec_windows(samples.items[rows])
             return self.seqrec(samples.histories[rows], samples.targets[rows])
         return getattr(self, task)(rows)
 

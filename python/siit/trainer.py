@@ -2,13 +2,17 @@
 resumption and multi-process (torchrun / DDP) execution.
 
 Round 0 trains on the initial identifiers; every later round first refines the identifiers
-(`siit.refine`) and then trains on; after each round the validation metrics decide whether
-it is the best so far. The test metrics come from the best round's model and identifiers.
-`rounds=0` is the plain baseline on the same code path.
+(`siit.refine`) and then trains on. Each round trains until validation NDCG@10 stops
+improving (`patience` evaluations) and keeps its best weights; the best round on
+validation gives the test metrics. `rounds=0` is the plain baseline on the same code path.
 
-Everything a step depends on is either in the checkpoint (weights, optimizer, scheduler,
-per-rank RNG states, identifiers, position) or derived from (seed, round, epoch), so a
-resumed run ends where an uninterrupted one would.
+Decoder-only models train on windows of users' sequences with the loss on every item after
+the first (`Dataset.train_windows`); encoder-decoder models on prefix samples. Either way a
+batch's loss is the mean over its target tokens.
+
+Everything a step depends on is either in the checkpoint (weights, optimizer, per-rank RNG
+states, identifiers, position, the round's best weights) or derived from (seed, round,
+epoch), so a resumed run ends where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .config import OBJECT, TrainConfig
-from .data import Dataset, Samples
+from .data import Dataset, Samples, Windows
 from .decoding import TrieTables, beam_search, exact_scores
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, ranking_metrics
@@ -39,7 +43,7 @@ from .tasks import TaskBuilder
 
 log = logging.getLogger("siit")
 
-CHECKPOINT, BEST = "checkpoint", "best"
+CHECKPOINT, BEST, ROUND_BEST = "checkpoint", "best", "round-best"
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -100,10 +104,13 @@ def _device(config: TrainConfig, procs: Processes) -> torch.device:
 @dataclass
 class RoundResult:
     round: int
-    valid: dict[str, float]
-    train_loss: dict[str, float]
+    valid: dict[str, float]  # at the round's best evaluation
+    train_loss: dict[str, float]  # of the round's last epoch
     refine: dict[str, Any] | None
     seconds: float
+    epochs: int = 0  # trained in this round
+    best_epoch: int = 0  # whose weights the round kept
+    curve: list[dict[str, float]] = field(default_factory=list)  # every validation
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -207,7 +214,7 @@ def check_fits(model: RecModel, identifiers: Identifiers, config: TrainConfig) -
             f"do not fit the model's identifier tokens {list(model.codebook_sizes)}"
         )
     limit = getattr(model.model.config, "max_position_embeddings", None)
-    longest = config.max_history * identifiers.n_levels + identifiers.n_levels + 64
+    longest = (config.max_history + 1) * identifiers.n_levels + 64
     if limit is not None and longest > limit:
         raise ValueError(
             f"bad configuration: a history of {config.max_history} items x "
@@ -251,19 +258,6 @@ class Trainer:
             ],
             lr=config.lr,
         )
-        total = self.steps_per_epoch() * config.epochs_per_round * (config.rounds + 1)
-        warm = max(1, config.warmup_steps)
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            if config.lr_schedule == "cosine":
-                return 0.5 * (
-                    1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))
-                )
-            return 1.0
-
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.state: dict[str, Any] = dict(
             round=0,
             epoch=0,
@@ -273,14 +267,25 @@ class Trainer:
             best_score=-1.0,
             rounds=[],
             losses={},
+            curve=[],  # this round's validations
         )
 
     # -- samples -----------------------------------------------------------------------------
 
-    def _train_samples(self) -> Samples:
+    def _train_samples(self) -> Samples | Windows:
+        if self.rec.kind == "causal":
+            windows = self.dataset.train_windows(self.config.max_history + 1)
+            log.info(
+                "training on %d windows of up to %d items (%d targets)",
+                len(windows),
+                self.config.max_history + 1,
+                int((windows.lengths() - 1).sum()),
+            )
+            return windows
         samples = self.dataset.train_samples()
         cap = self.config.samples_per_user
         if cap is None:
+            log.info("training on %d prefix samples", len(samples))
             return samples
         # rank of each sample from its user's end: samples are grouped by user in order
         users = samples.users
@@ -294,7 +299,7 @@ class Trainer:
             len(users),
             cap,
         )
-        return Samples(users[keep], samples.histories[keep], samples.targets[keep])
+        return samples.subset(keep)
 
     def _valid_samples(self) -> Samples:
         samples = self.dataset.valid_samples()
@@ -305,7 +310,7 @@ class Trainer:
             np.random.default_rng(self.config.seed).choice(len(samples), cap, replace=False)
         )
         log.info("validating on %d of %d users (valid_users)", cap, len(samples))
-        return Samples(samples.users[rows], samples.histories[rows], samples.targets[rows])
+        return samples.subset(rows)
 
     def _pools(self) -> dict[str, np.ndarray]:
         pools = {"seqrec": np.arange(len(self.samples))}
@@ -322,7 +327,8 @@ class Trainer:
 
     def epoch_plan(self, round_: int, epoch: int) -> list[tuple[str, np.ndarray]]:
         """The epoch's batches: each task's samples, `weight` passes over its pool, in
-        batches of one task, shuffled together. Depends only on (seed, round, epoch)."""
+        batches of one task, shuffled together; windows are batched with others of similar
+        length. Depends only on (seed, round, epoch)."""
         rng = np.random.default_rng([self.config.seed, round_, epoch])
         b = self.config.batch_size
         batches = []
@@ -330,31 +336,50 @@ class Trainer:
             count = self._task_count(task, pool)
             passes = [rng.permutation(pool) for _ in range(-(-count // len(pool)))]
             picks = np.concatenate(passes)[:count]
+            if task == "seqrec" and isinstance(self.samples, Windows):
+                picks = picks[np.argsort(-self.samples.lengths()[picks], kind="stable")]
             batches += [(task, picks[i : i + b]) for i in range(0, count, b)]
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
 
     # -- training ----------------------------------------------------------------------------
 
+    def lr_factor(self, step: int) -> float:
+        """Learning-rate factor at a step of the round: linear warmup, then constant or a
+        cosine decay over `max_epochs_per_round`."""
+        warm = max(1, self.config.warmup_steps)
+        if step < warm:
+            return (step + 1) / warm
+        if self.config.lr_schedule == "cosine":
+            total = self.steps_per_epoch() * self.config.max_epochs_per_round
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return 1.0
+
     def train_step(self, task: str, rows: np.ndarray) -> float:
-        """One optimizer step on a global batch; each rank takes its contiguous share and
-        scales its loss so DDP's gradient average equals the global batch's mean."""
+        """One optimizer step on a global batch: the mean loss over its target tokens. Each
+        rank takes its contiguous share and divides its summed loss by the global token
+        count (times the ranks, which DDP's gradient average divides out again)."""
         local = np.array_split(rows, self.procs.world)[self.procs.rank]
-        weight = self.procs.world / len(rows)
+        share = 1.0
         if len(local) == 0:  # fewer samples than ranks: take part with a zero weight
-            local, weight = rows[:1], 0.0
+            local, share = rows[:1], 0.0
         prompt, target = self.tasks.batch(task, local, self.samples)
-        losses = self.rec.sample_losses(self.net, prompt, target)
-        loss = losses.sum() * weight
+        losses = self.rec.token_losses(self.net, prompt, target)
+        tokens = torch.tensor(float((target >= 0).sum()) * share, device=losses.device)
+        if self.procs.world > 1:
+            dist.all_reduce(tokens)
+        loss = losses.sum() * (share * self.procs.world / tokens)
+        step = self.state["epoch"] * self.steps_per_epoch() + self.state["step"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * self.lr_factor(step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.rec.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
-        total = losses.detach().sum() * (weight > 0)
+        total = losses.detach().sum() * share
         if self.procs.world > 1:
             dist.all_reduce(total)
-        return float(total) / len(rows)
+        return float(total / tokens)
 
     def run_epoch(self) -> None:
         r, e = self.state["round"], self.state["epoch"]
@@ -436,15 +461,16 @@ class Trainer:
         return report
 
     def evaluate(self, samples: Samples, desc: str) -> dict[str, float]:
+        seen = self.dataset.seen_items(samples) if self.config.exclude_history else None
         return evaluate_samples(
-            self.rec, self.tasks, self.identifiers, samples, self.config, self.procs, desc
+            self.rec, self.tasks, self.identifiers, samples, self.config, self.procs, desc, seen
         )
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
-        """Model, optimizer, scheduler, every rank's RNG state, identifiers and position,
-        written to a temporary directory and swapped in by rename."""
+        """Model, optimizer, every rank's RNG state, identifiers and position (the learning
+        rate follows from it), written to a temporary directory and swapped in by rename."""
         rng = self.procs.gather(
             {
                 "torch": torch.get_rng_state(),
@@ -460,7 +486,6 @@ class Trainer:
             torch.save(
                 {
                     "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
                     "rng": [r["torch"] for r in rng],
                     "cuda_rng": [r["cuda"] for r in rng if r["cuda"] is not None],
                 },
@@ -479,7 +504,6 @@ class Trainer:
     def load_checkpoint(self, directory: Path) -> None:
         saved = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
         if len(saved["rng"]) != self.procs.world:
             log.warning(
                 "checkpoint has RNG states of %d processes, this run has %d: dropout "
@@ -506,11 +530,39 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def _round_done(self) -> bool:
+        state, config = self.state, self.config
+        if state["epoch"] >= config.max_epochs_per_round:
+            return True
+        curve = state["curve"]
+        if config.patience is None or not curve:
+            return False
+        best = max(range(len(curve)), key=lambda i: (curve[i]["ndcg@10"], -i))
+        return len(curve) - 1 - best >= config.patience
+
+    def validate(self) -> None:
+        """Validation of the current weights; the round keeps them when they are its best
+        (strictly better NDCG@10 than any earlier evaluation of the round)."""
+        state = self.state
+        valid = self.evaluate(self.valid, f"valid round {state['round']} epoch {state['epoch']}")
+        point = {"epoch": state["epoch"], **valid, **{f"loss_{t}": v for t, v in state["losses"].items()}}
+        improved = all(valid["ndcg@10"] > c["ndcg@10"] for c in state["curve"])
+        state["curve"].append(point)
+        if improved:
+            self._save_model(ROUND_BEST)
+        log.info(
+            "round %d epoch %d validation: %s%s",
+            state["round"],
+            state["epoch"],
+            _fmt(valid),
+            " (best of the round)" if improved else "",
+        )
+
     def fit(self) -> None:
         config, state = self.config, self.state
         while state["round"] <= config.rounds:
             r = state["round"]
-            started = time.perf_counter()
+            started = time.perf_counter() - state.get("round_seconds", 0.0)
             if r > 0 and not state["refined"]:
                 report = self.refine()
                 state["refined"] = True
@@ -519,25 +571,61 @@ class Trainer:
                 self.save_checkpoint()
             elif r == 0 and state["epoch"] == 0 and state["step"] == 0:
                 self.write_index(0)
-            while state["epoch"] < config.epochs_per_round:
+            while not self._round_done():
                 self.run_epoch()
+                if state["epoch"] % config.eval_every == 0 or self._round_done():
+                    self.validate()
+                state["round_seconds"] = time.perf_counter() - started
                 self.save_checkpoint()
-            valid = self.evaluate(self.valid, f"valid round {r}")
+            # the round continues from its best weights
+            self._load_model(ROUND_BEST)
+            curve = state["curve"]
+            best = max(curve, key=lambda c: c["ndcg@10"])
+            valid = {k: v for k, v in best.items() if k != "epoch" and not k.startswith("loss_")}
             result = RoundResult(
                 r,
                 valid,
                 dict(state["losses"]),
                 state.get("refine") if r > 0 else None,
                 round(time.perf_counter() - started, 1),
+                epochs=state["epoch"],
+                best_epoch=int(best["epoch"]),
+                curve=curve,
             )
-            log.info("round %d validation: %s", r, _fmt(valid))
+            log.info(
+                "round %d: best validation at epoch %d of %d: %s",
+                r,
+                result.best_epoch,
+                result.epochs,
+                _fmt(valid),
+            )
             state["rounds"].append(result.as_dict())
             if valid["ndcg@10"] > state["best_score"]:
                 state["best_round"], state["best_score"] = r, valid["ndcg@10"]
                 self.save_best()
-            state.update(round=r + 1, epoch=0, step=0, refined=False, refine=None)
+            state.update(
+                round=r + 1, epoch=0, step=0, refined=False, refine=None, curve=[], round_seconds=0.0
+            )
             self.save_checkpoint()
             self.write_metrics()
+
+    def _save_model(self, name: str) -> None:
+        """The current weights under `name`, replaced atomically."""
+        if self.procs.main:
+            tmp = self.dir / f"{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.rec.save(tmp)
+            shutil.rmtree(self.dir / name, ignore_errors=True)
+            tmp.rename(self.dir / name)
+        self.procs.barrier()
+
+    def _load_model(self, name: str) -> None:
+        saved = RecModel.load(self.dir / name, self.device)
+        with torch.no_grad():
+            for mine, theirs in zip(
+                self.rec.model.parameters(), saved.model.parameters(), strict=True
+            ):
+                mine.copy_(theirs.to(mine.dtype))
 
     def write_index(self, r: int) -> None:
         if self.procs.main:
@@ -583,8 +671,10 @@ def evaluate_samples(
     config: TrainConfig,
     procs: Processes | None = None,
     desc: str = "evaluate",
+    seen: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Full-ranking metrics of samples (rows sharded over processes, ranks gathered)."""
+    """Full-ranking metrics of samples (rows sharded over processes, ranks gathered);
+    `seen` (N, S) items per sample that may not be recommended (-1 padding)."""
     procs = procs or Processes()
     rows = procs.shard(len(samples))
     tables = TrieTables.of(identifiers, rec.device) if config.eval_mode == "beam" else None
@@ -598,10 +688,14 @@ def evaluate_samples(
     ):
         part = rows[lo : lo + bs]
         prompt, _ = tasks.seqrec(samples.histories[part])
+        exclude = None if seen is None else seen[part]
         if tables is not None:
-            items = beam_search(rec, prompt, config.beams, tables).items
+            items = beam_search(rec, prompt, config.beams, tables, exclude=exclude).items
         else:
             scores = exact_scores(rec, prompt, identifiers)
+            if exclude is not None:
+                rows_, cols = np.nonzero(exclude >= 0)
+                scores[rows_, exclude[rows_, cols]] = -np.inf
             items = np.argsort(-scores, axis=1, kind="stable")[:, : config.beams]
         bad, rep = beam_validity(items)
         invalid += bad * items.size
