@@ -116,7 +116,7 @@ def main() -> None:
         help="only summarize the runs that finished (and test their last rounds)",
     )
     args = parser.parse_args()
-    common = dict(model="t5-mini", threads=1, progress=False, device="cpu")
+    common = dict(model="t5-mini", threads=1, progress=False, device="cpu", max_history=20)
     common.update(json.loads(args.settings))
     sizes = {"rqvae": (3, 256), "cid": (3, 32)}
 
@@ -135,7 +135,8 @@ def main() -> None:
                         tokenizer=str(index),
                         seed=seed,
                         rounds=rounds,
-                        epochs_per_round=epochs,
+                        max_epochs_per_round=epochs,
+                        patience=None,
                         output_dir=str(RUNS / name),
                     )
                     arms.append(
@@ -167,7 +168,7 @@ def main() -> None:
             tokenizer=arm["tokenizer"],
             arm=arm["arm"],
             seed=arm["seed"],
-            epochs=metrics["config"]["epochs_per_round"] * (metrics["config"]["rounds"] + 1),
+            epochs=sum(r["epochs"] for r in metrics["rounds"]),
             best_round=metrics["best_round"],
             test=metrics["test"],
             rounds=metrics["rounds"],

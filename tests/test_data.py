@@ -134,3 +134,34 @@ def test_cli_data_stats(tmp_path, capsys):
         main(["data", "stats", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_training_windows_teach_every_training_interaction_once():
+    """Windows overlap by one item: every training item but a user's first is a target
+    (not the first of its window) exactly once, after the items right before it."""
+    data = Dataset.synthetic(n_users=30, n_items=20, mean_length=12, seed=3)
+    for size in (2, 3, 5, 50):
+        windows = data.train_windows(size)
+        assert windows.items.shape[1] == size
+        for user in range(data.n_users):
+            train = data.sequence(user)[:-2].tolist()
+            rows = windows.items[windows.users == user]
+            targets = [w[w >= 0].tolist() for w in rows]
+            assert all(2 <= len(t) <= size for t in targets)
+            # in time order, consecutive windows share one item, and they spell the sequence
+            spelled = targets[0] if targets else train[:1]
+            for w in targets[1:]:
+                assert w[0] == spelled[-1]
+                spelled += w[1:]
+            assert spelled == train if len(train) >= 2 else not targets
+    with pytest.raises(ValueError, match="at least 2 items"):
+        data.train_windows(1)
+
+
+def test_seen_items_are_everything_before_the_target():
+    data = Dataset.synthetic(n_users=10, n_items=20, seed=1)
+    test, valid = data.test_samples(), data.valid_samples()
+    for samples, drop in ((test, 1), (valid, 2)):
+        seen = data.seen_items(samples)
+        for row, user in zip(seen, samples.users, strict=True):
+            assert row[row >= 0].tolist() == data.sequence(user)[:-drop].tolist()

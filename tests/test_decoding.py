@@ -18,7 +18,7 @@ from siit.decoding import (
 from siit.tasks import TaskBuilder
 from tiny import random_identifiers, tiny_dataset, tiny_model
 
-MODELS = ["t5-tiny", "llama-tiny"]
+MODELS = ["t5-tiny", "llama-tiny", "gpt-tiny"]
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -86,6 +86,21 @@ def test_exhaustive_beam_search_is_exact_ranking(setup):
     gaps = np.abs(np.diff(np.sort(exact, 1), axis=1)).min()
     if gaps > 1e-4:  # no near-ties: the orders are identical
         assert np.array_equal(order, found.items)
+
+
+def test_excluded_items_never_come_back_and_the_rest_keep_their_order(setup):
+    """Excluding items masks them at the last level only: the earlier levels' beams are the
+    same, so the remaining items keep their order."""
+    model, identifiers, prompt = setup
+    tables = TrieTables.of(identifiers)
+    free = beam_search(model, prompt, 10, tables)
+    exclude = np.concatenate([free.items[:, :3], np.full((len(prompt), 2), -1)], 1)
+    found = beam_search(model, prompt, 10, tables, exclude=exclude)
+    for row, banned in zip(found.items, exclude, strict=True):
+        assert not set(row.tolist()) & set(banned.tolist())
+    assert np.array_equal(found.items[:, :7], free.items[:, 3:])
+    with pytest.raises(ValueError, match="exclude needs trie tables"):
+        beam_search(model, prompt, 10, exclude=exclude)
 
 
 def test_fewer_items_than_beams_pads_with_invalid():

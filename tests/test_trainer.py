@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import siit
+import torch
 from siit.cli import main
 from siit.config import TrainConfig, parse_override
+from siit.metrics import ranking_metrics
 from siit.models import build_model
+from siit.tasks import TaskBuilder
 from siit.trainer import Trainer
-from tiny import TINY_RUN, tiny_dataset
+from tiny import TINY_RUN, random_identifiers, tiny_dataset, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,6 +121,51 @@ def test_decoder_only_model_trains(tmp_path):
     assert result.test["invalid_share"] == 0
 
 
+def test_all_position_loss_is_the_mean_of_prefix_losses():
+    """One pass over a window scores every item after the first exactly as the prefix
+    samples would, one at a time."""
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset)
+    model = tiny_model("gpt-tiny", identifiers, dataset)
+    tasks = TaskBuilder(model, dataset, identifiers)
+    windows = dataset.train_windows(6).items[:8]
+    with model.evaluating(), torch.no_grad():
+        prompt, target = tasks.seqrec_windows(windows)
+        losses = model.token_losses(model.model, prompt, target)
+        all_positions = float(losses.sum() / (target >= 0).sum())
+        prefix_losses = []
+        for window in windows:
+            items = window[window >= 0]
+            for j in range(1, len(items)):
+                p, t = tasks.seqrec(items[None, :j], items[j : j + 1])
+                prefix_losses.append(float(model.token_losses(model.model, p, t).mean()))
+    assert len(prefix_losses) == int((windows >= 0).sum()) - len(windows)
+    assert all_positions == pytest.approx(np.mean(prefix_losses), rel=1e-5)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, monkeypatch):
+    """Scripted validation scores: the second evaluation is the best, two more without
+    improvement stop the round (patience 2), and the round ends with the weights it had
+    after its second epoch."""
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9, 0.9])
+    snapshots = []
+
+    def scripted(self, samples, desc):
+        snapshots.append({k: v.clone() for k, v in self.rec.model.state_dict().items()})
+        return {**ranking_metrics(np.array([-1])), "ndcg@10": next(scores)}
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted)
+    settings = {**TINY_RUN, "rounds": 0, "max_epochs_per_round": 10, "patience": 2}
+    result = siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
+    round_ = result.rounds[0]
+    assert (round_.epochs, round_.best_epoch, len(round_.curve)) == (4, 2, 4)
+    assert [c["ndcg@10"] for c in round_.curve] == [0.1, 0.3, 0.2, 0.25]
+    assert round_.valid["ndcg@10"] == 0.3
+    kept = result.model.model.state_dict()
+    assert all(torch.equal(kept[k], snapshots[1][k]) for k in snapshots[1])
+    assert not all(torch.equal(kept[k], snapshots[3][k]) for k in snapshots[3])
+
+
 # -- bad configuration fails at start ------------------------------------------------------
 
 
@@ -210,7 +258,9 @@ def _toml(path: Path, **settings) -> Path:
 def test_cli_train_evaluate_recommend(tmp_path, capsys):
     config = _toml(tmp_path / "run.toml", **{**TINY_RUN, "dataset": "synthetic", "rounds": 0})
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config), f"output_dir={out}", "max_epochs_per_round=1"]) == 0
+    assert (
+        main(["train", "--config", str(config), f"output_dir={out}", "max_epochs_per_round=1"]) == 0
+    )
     assert "best_round=0" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["max_epochs_per_round"] == 1
     assert main(["evaluate", str(out), "--split", "valid"]) == 0

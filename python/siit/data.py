@@ -200,7 +200,9 @@ class Dataset:
         start = np.maximum(end - size, 0)
         col = np.arange(size)
         pos = (self.offsets[users] + start)[:, None] + col
-        items = np.where(col < (end - start)[:, None], self.items[np.minimum(pos, len(self.items) - 1)], -1)
+        items = np.where(
+            col < (end - start)[:, None], self.items[np.minimum(pos, len(self.items) - 1)], -1
+        )
         order = np.lexsort((-rank, users))  # each user's windows in time order
         return Windows(users[order], items[order])
 

@@ -485,6 +485,20 @@ def _scratch_model(arch: str, params: dict[str, Any], tokenizer: Any) -> Any:
             **params,
         )
         return T5ForConditionalGeneration(config)
+    if arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=True,
+            **params,
+        )
+        return GPT2LMHeadModel(config)
+    if arch != "llama":
+        raise ValueError(f"unknown preset architecture {arch!r}")
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(

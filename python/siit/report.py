@@ -1,5 +1,5 @@
-"""The PNG report of a run: validation metrics per round, identifier churn per refinement,
-code usage and entropy per level."""
+"""The PNG report of a run: the validation curve of every round, identifier churn per
+refinement, code usage and entropy per level."""
 
 from __future__ import annotations
 
@@ -16,24 +16,36 @@ def write_report(metrics_path: str | Path, out: str | Path) -> Path:
 
     metrics = json.loads(Path(metrics_path).read_text())
     rounds = metrics["rounds"]
-    xs = [r["round"] for r in rounds]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 
     ax = axes[0]
-    for key in ("recall@10", "ndcg@10", "recall@20"):
-        ax.plot(xs, [r["valid"][key] for r in rounds], marker="o", label=f"valid {key}")
+    offset = 0  # epochs of the rounds before: the curves run on one axis of epochs
+    for r in rounds:
+        curve = r.get("curve") or []
+        if curve:
+            xs = [offset + c["epoch"] for c in curve]
+            line = ax.plot(
+                xs, [c["ndcg@10"] for c in curve], marker=".", label=f"round {r['round']}"
+            )
+            ax.scatter(
+                [offset + r["best_epoch"]], [r["valid"]["ndcg@10"]], color=line[0].get_color(), s=60
+            )
+        offset += r.get("epochs", 0)
+        if r is not rounds[-1]:
+            ax.axvline(offset + 0.5, color="grey", linewidth=0.5)
     best, test = metrics.get("best_round"), metrics.get("test")
     if test and best is not None and best >= 0:
+        before = sum(r.get("epochs", 0) for r in rounds[:best])
         ax.scatter(
-            [best, best],
-            [test["recall@10"], test["ndcg@10"]],
+            [before + rounds[best].get("best_epoch", 0)],
+            [test["ndcg@10"]],
             marker="*",
-            s=140,
+            s=160,
             color="black",
             zorder=3,
             label="test (best round)",
         )
-    ax.set(title="validation per round", xlabel="round", xticks=xs)
+    ax.set(title="validation NDCG@10 per epoch (dots: each round's best)", xlabel="epoch")
     ax.legend(fontsize=8)
 
     ax = axes[1]

@@ -129,9 +129,9 @@ class TaskBuilder:
         items before it."""
         first = self.code_tokens[windows[:, 0]]
         rest = windows[:, 1:]
-        target = np.where(
-            rest[..., None] >= 0, self.code_tokens[np.maximum(rest, 0)], -1
-        ).reshape(len(windows), -1)
+        target = np.where(rest[..., None] >= 0, self.code_tokens[np.maximum(rest, 0)], -1).reshape(
+            len(windows), -1
+        )
         prefix = self.templates["seqrec"][0]
         prompt = np.concatenate([np.broadcast_to(prefix, (len(windows), len(prefix))), first], 1)
         return prompt, trim(target, left=False)

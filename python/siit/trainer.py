@@ -447,7 +447,7 @@ class Trainer:
         log.info(
             "round %d refinement: %d items changed identifier, %d kept theirs, %d took their best "
             "beam, %d fell back, %d without text kept theirs; codes used per level %s, "
-            "entropy %s bits (%.1f s)",
+            "entropy %s bits (%.1f s, %.0f items/s)",
             self.state["round"],
             report.changed,
             report.kept,
@@ -457,6 +457,7 @@ class Trainer:
             list(report.codes_used),
             list(report.entropy_bits),
             report.seconds,
+            len(items) / max(report.seconds, 1e-9),
         )
         return report
 
@@ -544,18 +545,28 @@ class Trainer:
         """Validation of the current weights; the round keeps them when they are its best
         (strictly better NDCG@10 than any earlier evaluation of the round)."""
         state = self.state
+        start = time.perf_counter()
         valid = self.evaluate(self.valid, f"valid round {state['round']} epoch {state['epoch']}")
-        point = {"epoch": state["epoch"], **valid, **{f"loss_{t}": v for t, v in state["losses"].items()}}
+        seconds = time.perf_counter() - start
+        point = {
+            "epoch": state["epoch"],
+            **valid,
+            **{f"loss_{t}": v for t, v in state["losses"].items()},
+            "eval_seconds": round(seconds, 2),
+        }
         improved = all(valid["ndcg@10"] > c["ndcg@10"] for c in state["curve"])
         state["curve"].append(point)
         if improved:
             self._save_model(ROUND_BEST)
         log.info(
-            "round %d epoch %d validation: %s%s",
+            "round %d epoch %d validation: %s%s (%d users, %.0f users/s, %d threads)",
             state["round"],
             state["epoch"],
             _fmt(valid),
             " (best of the round)" if improved else "",
+            len(self.valid),
+            len(self.valid) / max(seconds, 1e-9),
+            torch.get_num_threads(),
         )
 
     def fit(self) -> None:
@@ -581,7 +592,7 @@ class Trainer:
             self._load_model(ROUND_BEST)
             curve = state["curve"]
             best = max(curve, key=lambda c: c["ndcg@10"])
-            valid = {k: v for k, v in best.items() if k != "epoch" and not k.startswith("loss_")}
+            valid = {k: v for k, v in best.items() if "@" in k or k.endswith("_share")}
             result = RoundResult(
                 r,
                 valid,
@@ -604,7 +615,13 @@ class Trainer:
                 state["best_round"], state["best_score"] = r, valid["ndcg@10"]
                 self.save_best()
             state.update(
-                round=r + 1, epoch=0, step=0, refined=False, refine=None, curve=[], round_seconds=0.0
+                round=r + 1,
+                epoch=0,
+                step=0,
+                refined=False,
+                refine=None,
+                curve=[],
+                round_seconds=0.0,
             )
             self.save_checkpoint()
             self.write_metrics()

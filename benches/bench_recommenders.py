@@ -1,0 +1,246 @@
+"""Recommenders side by side on one leave-one-out split: most popular, SASRec over item ids
+(`peers.py`), the decoder-only generative model (gpt-mini, `rounds=0`) on RQ-VAE and CID
+identifiers, and the encoder-decoder model (t5-mini) at the budget a CPU affords.
+
+Every arm trains until validation NDCG@10 stops improving and reads test once. Test
+Recall@10 / NDCG@10 are reported as the literature does (history items may be
+recommended) and with the user's history excluded. Identifiers are fitted once per
+(dataset, tokenizer) with seed 0 and shared by the seeds, so seeds vary the model only.
+Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms are not
+repeated, so the script resumes.
+
+    python benches/bench_recommenders.py --datasets movielens ../shared/data/office \
+        ../shared/data/scientific --seeds 0 1 2 --jobs 2
+
+Writes benches/results/recommenders.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from bench_siit import RUNS, finished, run, tokenize
+
+HERE = Path(__file__).parent
+OUT = HERE / "results"
+SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
+GENERATIVE = {"gpt-mini": "decoder-only", "t5-mini": "encoder-decoder"}
+
+
+def load(dataset: str):
+    import siit
+
+    return siit.Dataset.load("ml-100k" if dataset == "movielens" else dataset, max_history=50)
+
+
+def peer(arm: dict) -> dict:
+    """Run a peer (popularity or SASRec) in a subprocess; its result file makes it resumable."""
+    out = Path(arm["output_dir"])
+    result = out / "result.json"
+    if not result.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, __file__, "--peer", json.dumps(arm)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        with (out / "log.txt").open("w") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return json.loads(result.read_text())
+
+
+def run_peer(arm: dict) -> None:
+    import peers
+    import torch
+
+    torch.set_num_threads(1)
+    data = load(arm["dataset_path"])
+    start = time.perf_counter()
+    if arm["model"] == "most popular":
+        out = {
+            "test": peers.popularity(data),
+            "test_exclude_history": peers.popularity(data, exclude_history=True),
+            "epochs": 0,
+        }
+    else:
+        out = peers.sasrec(data, seed=arm["seed"], log=lambda line: print(line, flush=True))
+    out["seconds"] = round(time.perf_counter() - start, 1)
+    Path(arm["output_dir"], "result.json").write_text(json.dumps(out, indent=1))
+
+
+def generative(arm: dict) -> dict:
+    """Train (resumable), then test the best model with history excluded too."""
+    metrics = run(arm)
+    out = Path(arm["output_dir"])
+    excluded = out / "test-exclude-history.json"
+    if not excluded.exists():
+        cmd = [sys.executable, "-m", "siit", "evaluate", str(out), "exclude_history=true"]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+        excluded.write_text(done.stdout)
+    rounds = metrics["rounds"]
+    return {
+        "test": metrics["test"],
+        "test_exclude_history": json.loads(excluded.read_text()),
+        "epochs": sum(r["epochs"] for r in rounds),
+        "best_epoch": rounds[metrics["best_round"]]["best_epoch"],
+        "seconds": round(sum(r["seconds"] for r in rounds), 1),
+    }
+
+
+def arms_of(args: argparse.Namespace) -> list[dict]:
+    arms = []
+    for dataset in args.datasets:
+        name = Path(dataset).name
+        base = dict(dataset=name, dataset_path=dataset)
+        arms.append(
+            dict(
+                base,
+                model="most popular",
+                tokenizer="-",
+                seed=0,
+                output_dir=str(RUNS / f"{name}-popular"),
+            )
+        )
+        for seed in args.seeds:
+            arms.append(
+                dict(
+                    base,
+                    model="SASRec",
+                    tokenizer="-",
+                    seed=seed,
+                    output_dir=str(RUNS / f"{name}-sasrec-s{seed}"),
+                )
+            )
+        for model, tokenizers, seeds in (
+            ("gpt-mini", args.tokenizers, args.seeds),
+            ("t5-mini", args.seq2seq_tokenizers, args.seq2seq_seeds),
+        ):
+            for tokenizer in tokenizers:
+                levels, size = SIZES[tokenizer]
+                index = tokenize(dataset, tokenizer, levels, size, dry=args.report)
+                for seed in seeds:
+                    out = RUNS / f"{name}-{model}-{tokenizer}-s{seed}"
+                    settings = dict(
+                        json.loads(args.settings),
+                        dataset=dataset,
+                        tokenizer=str(index),
+                        model=model,
+                        rounds=0,
+                        seed=seed,
+                        threads=1,
+                        progress=False,
+                        device="cpu",
+                        output_dir=str(out),
+                    )
+                    if model == "t5-mini":
+                        settings.update(max_epochs_per_round=args.seq2seq_epochs, eval_every=2)
+                    arms.append(
+                        dict(
+                            base,
+                            model=model,
+                            tokenizer=tokenizer,
+                            seed=seed,
+                            output_dir=str(out),
+                            settings=settings,
+                        )
+                    )
+    return arms
+
+
+def result_of(arm: dict, report: bool) -> dict | None:
+    if "settings" in arm:
+        if report and finished(arm) is None:
+            return None
+        return generative(arm)
+    if report and not Path(arm["output_dir"], "result.json").exists():
+        return None
+    return peer(arm)
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| dataset | model | identifiers | seeds | Recall@10 | NDCG@10 | Recall@10 excl. history "
+        "| NDCG@10 excl. history | epochs (best) | minutes per run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["model"], row["tokenizer"]), []).append(row)
+    for (dataset, model, tokenizer), group in groups.items():
+
+        def stat(split: str, key: str, group=group) -> str:
+            values = np.array([g[split][key] for g in group])
+            spread = values.std(ddof=1) if len(values) > 1 else 0.0
+            return f"{values.mean():.4f} ± {spread:.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+        epochs = ",".join(f"{g.get('epochs', 0)} ({g.get('best_epoch', '-')})" for g in group)
+        minutes = np.mean([g["seconds"] for g in group]) / 60
+        label = GENERATIVE.get(model, model) + (f" ({model})" if model in GENERATIVE else "")
+        lines.append(
+            f"| {dataset} | {label} | {tokenizer} | {len(group)} | {stat('test', 'recall@10')} | "
+            f"{stat('test', 'ndcg@10')} | {stat('test_exclude_history', 'recall@10')} | "
+            f"{stat('test_exclude_history', 'ndcg@10')} | {epochs} | {minutes:.1f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=["movielens"])
+    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])
+    parser.add_argument("--seq2seq-seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--seq2seq-epochs", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--settings", default="{}", help="JSON object of TrainConfig fields")
+    parser.add_argument("--report", action="store_true", help="only summarize finished arms")
+    parser.add_argument("--peer", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:
+        run_peer(json.loads(args.peer))
+        return
+    arms = arms_of(args)
+    # cheap arms first, then seed-major: an interrupted grid still covers every cell
+    arms.sort(key=lambda a: (a["model"] == "t5-mini", a["seed"]))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda a: result_of(a, args.report), arms))
+    rows = [
+        dict(dataset=a["dataset"], model=a["model"], tokenizer=a["tokenizer"], seed=a["seed"], **r)
+        for a, r in zip(arms, results, strict=True)
+        if r is not None
+    ]
+    rows.sort(
+        key=lambda r: (
+            r["dataset"],
+            list(GENERATIVE).index(r["model"]) + 2
+            if r["model"] in GENERATIVE
+            else r["model"] != "most popular",
+            r["tokenizer"],
+        )
+    )
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread per run"
+    )
+    OUT.mkdir(exist_ok=True)
+    (OUT / "recommenders.json").write_text(
+        json.dumps(
+            dict(machine=machine, settings=json.loads(args.settings), rows=rows),
+            indent=1,
+            default=float,
+        )
+    )
+    lines = table(rows)
+    (OUT / "recommenders.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
