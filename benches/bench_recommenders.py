@@ -118,9 +118,10 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                     output_dir=str(RUNS / f"{name}-sasrec-s{seed}"),
                 )
             )
+        seq2seq = name in args.seq2seq_datasets
         for model, tokenizers, seeds in (
             ("gpt-mini", args.tokenizers, args.seeds),
-            ("t5-mini", args.seq2seq_tokenizers, args.seq2seq_seeds),
+            ("t5-mini", args.seq2seq_tokenizers if seq2seq else [], args.seq2seq_seeds),
         ):
             for tokenizer in tokenizers:
                 levels, size = SIZES[tokenizer]
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["movielens"])
     parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seq2seq-datasets", nargs="*", default=["office"])
     parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])
     parser.add_argument("--seq2seq-seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--seq2seq-epochs", type=int, default=10)

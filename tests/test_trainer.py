@@ -180,6 +180,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, monkeypatc
         ({"epochs": 3}, "unknown setting"),
         ({"lr_schedule": "linear"}, "lr_schedule"),
         ({"rounds": -1}, "rounds must be"),
+        ({"tasks": {"seqrec": 1}}, "item2id task has no weight"),
     ],
 )
 def test_bad_configuration_fails_before_work(tmp_path, settings, message):
@@ -227,13 +228,13 @@ def test_prompt_longer_than_the_model_fails(tmp_path):
 
 def test_config_files_and_overrides(tmp_path):
     (tmp_path / "a.toml").write_text(
-        '[train]\nrounds = 2\nmodel = "t5-tiny"\n[train.tasks]\nseqrec = 1.0\n'
+        '[train]\nrounds = 2\nmodel = "t5-tiny"\n[train.tasks]\nseqrec = 1.0\nitem2id = 2\n'
     )
-    (tmp_path / "a.yaml").write_text("rounds: 2\nmodel: t5-tiny\ntasks: {seqrec: 1.0}\n")
+    (tmp_path / "a.yaml").write_text("rounds: 2\nmodel: t5-tiny\ntasks: {seqrec: 1.0, item2id: 2}\n")
     for name in ("a.toml", "a.yaml"):
         config = TrainConfig.from_file(tmp_path / name).check()
         assert config.rounds == 2 and config.model == "t5-tiny"
-        assert config.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+        assert config.tasks == {"seqrec": 1.0, "item2id": 2.0, "id2item": 0.0}
     (tmp_path / "bad.toml").write_text("roundz = 2\n")
     with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) \['roundz'\]"):
         TrainConfig.from_file(tmp_path / "bad.toml")

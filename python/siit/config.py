@@ -14,6 +14,10 @@ from .metrics import NDCG_KS, RECALL_KS
 from .tasks import check_task_weights
 
 TOKENIZERS = ("rqvae", "letter", "cid", "random")
+# CID splits the co-occurrence graph into a few dozen clusters per level; the others
+# quantize embeddings with the 256-code codebooks of TIGER and LETTER.
+DEFAULT_CODEBOOK_SIZES = {"cid": 32}
+PAPER_TASKS = {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0}
 # Marks a dataset, tokenizer or model that was passed to `siit.train` as an object.
 OBJECT = "object:"
 
@@ -21,16 +25,17 @@ OBJECT = "object:"
 @dataclass
 class TrainConfig:
     """Settings of `siit.train`. The defaults are the embedded CPU demo: MovieLens-100K,
-    RQ-VAE identifiers, the decoder-only gpt-mini preset trained on every position of each
-    user's windows, early stopping on validation NDCG@10."""
+    CID identifiers (3 x 32), the decoder-only gpt-mini preset trained on every position of
+    each user's windows until validation NDCG@10 stops improving. SIIT's refinement rounds
+    are opt-in (`rounds`) until they beat this baseline at equal budget."""
 
     # data
     dataset: str = "movielens"  # "movielens", "synthetic" or a path for Dataset.load
     max_history: int = 50  # items of history in a prompt (decoder-only windows: + 1 target)
     # initial identifiers: a tokenizer name or an identifiers file (.index.json, .npz)
-    tokenizer: str = "rqvae"
+    tokenizer: str = "cid"
     levels: int = 3
-    codebook_size: int = 256
+    codebook_size: int | None = None  # None: 32 for CID, 256 for the others
     tokenizer_options: dict[str, Any] = field(default_factory=dict)
     # model: a preset, a Hugging Face name or a local directory
     model: str = "gpt-mini"
@@ -40,19 +45,19 @@ class TrainConfig:
     text_vocab_size: int = 4000
     max_text_tokens: int = 64
     max_title_tokens: int = 24
-    # tasks: weight = passes over that task's samples per epoch (fractions subsample)
-    tasks: dict[str, float] = field(
-        default_factory=lambda: {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0}
-    )
+    # tasks: weight = passes over that task's samples per epoch (fractions subsample).
+    # None: seqrec alone for the baseline (rounds=0; the alignment tasks cost a small model
+    # recommendation quality), the paper's mix of all three when there are rounds to refine
+    tasks: dict[str, float] | None = None
     # encoder-decoder models: each user's last N prefixes as samples; None: all of them
     samples_per_user: int | None = None
     # schedule: round 0 trains on the initial identifiers, rounds 1..R after a refinement;
     # each round trains until validation NDCG@10 has not improved for `patience`
     # evaluations (every `eval_every` epochs), at most `max_epochs_per_round` epochs, and
     # keeps its best weights. patience=None trains exactly max_epochs_per_round epochs.
-    rounds: int = 3
+    rounds: int = 0
     max_epochs_per_round: int = 100
-    patience: int | None = 5
+    patience: int | None = 10
     eval_every: int = 1
     batch_size: int = 128
     lr: float = 2e-3
@@ -85,6 +90,9 @@ class TrainConfig:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(f"bad configuration: {message}")
+
+        if self.codebook_size is None:
+            self.codebook_size = DEFAULT_CODEBOOK_SIZES.get(self.tokenizer, 256)
 
         for name in (
             "max_history",
@@ -156,10 +164,17 @@ class TrainConfig:
             f"identifiers of {self.levels} levels x {self.codebook_size} codes need "
             f"{bits} bits; at most 64 fit the core's keys",
         )
+        if self.tasks is None:
+            self.tasks = dict(PAPER_TASKS) if self.rounds > 0 else {"seqrec": 1.0}
         try:
             self.tasks = check_task_weights(self.tasks)
         except ValueError as err:
             raise ValueError(f"bad configuration: {err}") from None
+        need(
+            self.rounds == 0 or self.tasks["item2id"] > 0,
+            f"rounds={self.rounds} refine identifiers from the item2id prompt, but the item2id "
+            "task has no weight; give it one (tasks.item2id) or set rounds=0",
+        )
         return self
 
     # -- files ---------------------------------------------------------------------------

@@ -245,6 +245,7 @@ class Trainer:
         )
         self.samples = self._train_samples()
         self.valid = self._valid_samples()
+        self.steps = self.steps_per_epoch()
         self.net: Any = model.model
         if procs.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -351,7 +352,7 @@ class Trainer:
         if step < warm:
             return (step + 1) / warm
         if self.config.lr_schedule == "cosine":
-            total = self.steps_per_epoch() * self.config.max_epochs_per_round
+            total = self.steps * self.config.max_epochs_per_round
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
         return 1.0
 
@@ -369,7 +370,7 @@ class Trainer:
         if self.procs.world > 1:
             dist.all_reduce(tokens)
         loss = losses.sum() * (share * self.procs.world / tokens)
-        step = self.state["epoch"] * self.steps_per_epoch() + self.state["step"]
+        step = self.state["epoch"] * self.steps + self.state["step"]
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * self.lr_factor(step)
         self.optimizer.zero_grad(set_to_none=True)
