@@ -230,7 +230,9 @@ def test_config_files_and_overrides(tmp_path):
     (tmp_path / "a.toml").write_text(
         '[train]\nrounds = 2\nmodel = "t5-tiny"\n[train.tasks]\nseqrec = 1.0\nitem2id = 2\n'
     )
-    (tmp_path / "a.yaml").write_text("rounds: 2\nmodel: t5-tiny\ntasks: {seqrec: 1.0, item2id: 2}\n")
+    (tmp_path / "a.yaml").write_text(
+        "rounds: 2\nmodel: t5-tiny\ntasks: {seqrec: 1.0, item2id: 2}\n"
+    )
     for name in ("a.toml", "a.yaml"):
         config = TrainConfig.from_file(tmp_path / name).check()
         assert config.rounds == 2 and config.model == "t5-tiny"
