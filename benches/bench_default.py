@@ -4,8 +4,11 @@ exit, on an otherwise idle machine.
 
     python benches/bench_default.py --seeds 0 1
 
+Then times full-ranking evaluation (users per second) and one refinement pass over every
+item (items per second) with the first seed's model, on 1 and 2 CPU threads.
+
 Writes benches/results/default.{json,md} (seeds, minutes, best round, epochs, validation
-and test metrics, with most popular and SASRec on the same split for reference).
+and test metrics, throughput).
 """
 
 from __future__ import annotations
@@ -22,6 +25,32 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RUNS = HERE / "runs" / "default"
 OUT = HERE / "results"
+
+
+def throughput(run: Path) -> list[dict]:
+    """Users/s of a full-ranking validation pass and items/s of a refinement pass (item2id
+    beams + assign_unique) with a run's best model. The default trains seqrec alone, so
+    refinement here measures speed only."""
+    import siit
+    import torch
+    from siit.api import load_run
+    from siit.refine import refine
+    from siit.tasks import TaskBuilder
+
+    cfg, rec, identifiers = load_run(run)
+    data = siit.Dataset.movielens(max_history=cfg.max_history)
+    tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    out = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        siit.evaluate(run, data, split="valid", progress=False)
+        users = data.n_users / (time.perf_counter() - start)
+        start = time.perf_counter()
+        refine(rec, tasks, identifiers, cfg.refine_beams, batch_size=cfg.eval_batch_size)
+        items = data.n_items / (time.perf_counter() - start)
+        out.append(dict(threads=threads, users_per_s=users, items_per_s=items))
+    return out
 
 
 def main() -> None:
@@ -52,9 +81,11 @@ def main() -> None:
             )
         )
         print(f"seed {seed}: {minutes:.1f} min, test {metrics['test']['ndcg@10']:.4f}", flush=True)
+    speed = throughput(RUNS / f"seed-{args.seeds[0]}")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     OUT.mkdir(exist_ok=True)
-    (OUT / "default.json").write_text(json.dumps(dict(machine=machine, rows=rows), indent=1))
+    payload = dict(machine=machine, rows=rows, throughput=speed)
+    (OUT / "default.json").write_text(json.dumps(payload, indent=1))
     lines = [
         f"`siit.train()` defaults on MovieLens-100K, {machine}, one process at a time.",
         "",
@@ -68,6 +99,13 @@ def main() -> None:
             f"{r['valid']['ndcg@10']:.4f} | {r['test']['recall@10']:.4f} | "
             f"{r['test']['ndcg@10']:.4f} |"
         )
+    lines += [
+        "",
+        "| CPU threads | validation users / s (beam search, 20 beams) | refinement items / s |",
+        "|---:|---:|---:|",
+    ]
+    for t in speed:
+        lines.append(f"| {t['threads']} | {t['users_per_s']:.0f} | {t['items_per_s']:.0f} |")
     (OUT / "default.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
