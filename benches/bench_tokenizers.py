@@ -19,11 +19,11 @@ from pathlib import Path
 
 import siit
 import torch
-from siit.cid import CIDTokenizer
 from siit.embed import embed, item_texts
-from siit.letter import LETTERTokenizer
-from siit.rqvae import RQVAETokenizer
 from siit.tokenizers import FileTokenizer, Tokenizer
+from siit.tokenizers.cid import CIDTokenizer
+from siit.tokenizers.letter import LETTERTokenizer
+from siit.tokenizers.rqvae import RQVAETokenizer
 
 DATASETS = ("scientific", "office", "beauty")
 

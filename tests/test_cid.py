@@ -1,12 +1,12 @@
-"""`siit.cid`: the co-occurrence graph, recursive spectral clustering and `CIDTokenizer`."""
+"""`siit.tokenizers.cid`: the co-occurrence graph, recursive spectral clustering, CIDTokenizer."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from siit import cid
-from siit.cid import CIDTokenizer, capped_labels, cooccurrence_graph, spectral_embedding
 from siit.data import Dataset
+from siit.tokenizers import cid
+from siit.tokenizers.cid import CIDTokenizer, capped_labels, cooccurrence_graph, spectral_embedding
 from synthetic import latent_groups
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 from siit.data import Dataset
-from siit.letter import LETTERTokenizer, collaborative_embeddings, training_pairs
-from siit.rqvae import RQVAE
+from siit.tokenizers.letter import LETTERTokenizer, collaborative_embeddings, training_pairs
+from siit.tokenizers.rqvae import RQVAE
 from synthetic import TINY_RQVAE, latent_groups
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from siit.cluster import kmeans
 from siit.data import Dataset
-from siit.rqvae import RQVAE, RQVAETokenizer
+from siit.tokenizers.kmeans import kmeans
+from siit.tokenizers.rqvae import RQVAE, RQVAETokenizer
 from synthetic import TINY_RQVAE, latent_groups
 
 

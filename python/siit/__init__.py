@@ -30,9 +30,9 @@ from siit.tokenizers import (
 # Names whose modules import torch or other heavy libraries load on first use, so that
 # `import siit` stays fast.
 _LAZY = {
-    "CIDTokenizer": "siit.cid",
-    "LETTERTokenizer": "siit.letter",
-    "RQVAETokenizer": "siit.rqvae",
+    "CIDTokenizer": "siit.tokenizers.cid",
+    "LETTERTokenizer": "siit.tokenizers.letter",
+    "RQVAETokenizer": "siit.tokenizers.rqvae",
     "train": "siit.api",
     "evaluate": "siit.api",
     "recommend": "siit.api",

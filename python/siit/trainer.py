@@ -163,15 +163,15 @@ def make_tokenizer(name: str, levels: int, codebook_size: int, seed: int, **opti
         return tokenizers.FileTokenizer(name, **options)
     sized = dict(levels=levels, codebook_size=codebook_size, seed=seed)
     if name == "rqvae":
-        from .rqvae import RQVAETokenizer
+        from .tokenizers.rqvae import RQVAETokenizer
 
         return RQVAETokenizer(**sized, **options)
     if name == "letter":
-        from .letter import LETTERTokenizer
+        from .tokenizers.letter import LETTERTokenizer
 
         return LETTERTokenizer(**sized, **options)
     if name == "cid":
-        from .cid import CIDTokenizer
+        from .tokenizers.cid import CIDTokenizer
 
         return CIDTokenizer(**sized, **options)
     return tokenizers.RandomTokenizer(**sized, **options)

@@ -1,4 +1,4 @@
-"""Initial item tokenizers: everything that turns a `Dataset` into unique `Identifiers`.
+"""The tokenizer interface, the uniqueness step and the simple tokenizers.
 
 Every tokenizer computes raw codes (n, L), possibly with ranked alternative identifiers per
 item, then ends in one uniqueness step through the core (`Identifiers.make_unique`): either

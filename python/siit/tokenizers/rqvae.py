@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from siit.cluster import kmeans
 from siit.data import Dataset
-from siit.tokenizers import Tokenizer, UniqueMethod
+from siit.tokenizers.base import Tokenizer, UniqueMethod
+from siit.tokenizers.kmeans import kmeans
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from siit.cluster import kmeans
 from siit.data import Dataset
-from siit.rqvae import RQVAE, Output, RQVAETokenizer
+from siit.tokenizers.kmeans import kmeans
+from siit.tokenizers.rqvae import RQVAE, Output, RQVAETokenizer
 
 log = logging.getLogger(__name__)
 

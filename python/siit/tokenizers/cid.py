@@ -34,10 +34,10 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from siit.cluster import kmeans
 from siit.data import Dataset
 from siit.identifiers import Identifiers
-from siit.tokenizers import Tokenizer, UniqueMethod
+from siit.tokenizers.base import Tokenizer, UniqueMethod
+from siit.tokenizers.kmeans import kmeans
 
 log = logging.getLogger(__name__)
 
