@@ -165,3 +165,12 @@ def test_seen_items_are_everything_before_the_target():
         seen = data.seen_items(samples)
         for row, user in zip(seen, samples.users, strict=True):
             assert row[row >= 0].tolist() == data.sequence(user)[:-drop].tolist()
+
+
+def test_unreadable_files_are_named(tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "shop.inter.json").write_bytes(b'{"u1": ["a", "b", "c"]}')
+    (folder / "shop.item.json").write_bytes(b'{"a": {"title": "caf\xe9"}}')  # latin-1, not utf-8
+    with pytest.raises(ValueError, match=r"shop.item.json: not utf-8 text"):
+        Dataset.from_json(folder)

@@ -166,6 +166,18 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, monkeypatc
     assert not all(torch.equal(kept[k], snapshots[3][k]) for k in snapshots[3])
 
 
+def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
+    """Progress bars are for terminals: with standard error captured (not a terminal) no
+    carriage-return bar reaches it, and train.log has one line per epoch and validation."""
+    siit.train(tiny_dataset(), output_dir=tmp_path, **{**TINY_RUN, "rounds": 0, "progress": True})
+    assert "\r" not in capfd.readouterr().err
+    log = (tmp_path / "train.log").read_text()
+    assert "\r" not in log
+    for epoch in range(2):
+        assert f"round 0 epoch {epoch}: loss seqrec" in log
+        assert f"round 0 epoch {epoch + 1} validation: recall@1" in log
+
+
 # -- bad configuration fails at start ------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import read_text
 from .metrics import NDCG_KS, RECALL_KS
 from .tasks import check_task_weights
 
@@ -196,7 +197,7 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        text = path.read_text()
+        text = read_text(path)
         try:
             if path.suffix == ".toml":
                 import tomllib

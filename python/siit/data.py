@@ -11,7 +11,6 @@ target). Histories are the last `max_history` items before the target.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from siit.files import read_json, read_text
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +253,8 @@ class Dataset:
                     "pass name="
                 )
             name = found[0].name[: -len(".inter.json")]
-        inter = _read_json(folder / f"{name}.inter.json")
-        texts = _read_json(folder / f"{name}.item.json")
+        inter = read_json(folder / f"{name}.inter.json")
+        texts = read_json(folder / f"{name}.item.json")
         if not isinstance(inter, dict) or not isinstance(texts, dict):
             raise ValueError(f"{folder}: {name}.inter.json and {name}.item.json must be objects")
         item_ids = list(texts)
@@ -414,22 +415,10 @@ def _recbole_movielens() -> Path:
 
 def _read_table(path: Path, skip: int, sep: str) -> list[list[str]]:
     """Rows of a small delimited text file (MovieLens ships latin-1 titles)."""
-    try:
-        lines = path.read_text(encoding="latin-1").splitlines()[skip:]
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
+    lines = read_text(path, encoding="latin-1").splitlines()[skip:]
     rows = [line.split(sep) for line in lines if line.strip()]
     width = 4 if path.suffix in (".data", ".inter") else 2
     for number, row in enumerate(rows, start=skip + 1):
         if len(row) < width:
             raise ValueError(f"{path}: line {number} has {len(row)} fields, expected {width}+")
     return rows
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}") from e

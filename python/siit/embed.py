@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
@@ -337,7 +338,7 @@ def _encode(encoder: Any, texts: list[str], batch_size: int, progress: bool) -> 
     return encoder.encode(
         texts,
         batch_size=batch_size,
-        show_progress_bar=progress,
+        show_progress_bar=progress and sys.stderr.isatty(),
         convert_to_numpy=True,
         normalize_embeddings=False,
     )

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from siit._core import assign_unique, disambiguate, group_duplicates
+from siit.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +167,7 @@ class Identifiers:
 
     @classmethod
     def _from_index_json(cls, path: Path, codebook_sizes: Sequence[int] | None) -> Identifiers:
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}") from e
+        raw = read_json(path)
         if not isinstance(raw, dict) or not raw:
             raise ValueError(f"{path}: expected a non-empty object of item id -> token list")
         rows, letters = [], None

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ._core import assign_unique
 from .decoding import beam_search
 from .identifiers import Identifiers
 from .models import RecModel
+from .progress import progress_bar
 from .tasks import TaskBuilder
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ def propose(
     candidates = np.zeros((len(items), k, levels), dtype=np.int64)
     scores = np.full((len(items), k), -np.inf)
     with model.evaluating():
-        for lo in tqdm(
-            range(0, len(items), batch_size), desc="refine", leave=False, disable=not progress
-        ):
+        for lo in progress_bar(range(0, len(items), batch_size), desc="refine", enabled=progress):
             prompt, target = tasks.item2id(items[lo : lo + batch_size])
             found = beam_search(model, prompt, beams, penalty=penalty)
             width = found.codes.shape[1]

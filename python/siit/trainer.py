@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from .config import OBJECT, TrainConfig
 from .data import Dataset, Samples, Windows
@@ -38,6 +37,7 @@ from .decoding import TrieTables, beam_search, exact_scores
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, ranking_metrics
 from .models import RecModel
+from .progress import progress_bar
 from .refine import RefineReport, assign, propose
 from .tasks import TaskBuilder
 
@@ -386,12 +386,11 @@ class Trainer:
         r, e = self.state["round"], self.state["epoch"]
         plan = self.epoch_plan(r, e)
         sums: dict[str, list[float]] = {}
-        bar = tqdm(
+        bar = progress_bar(
             total=len(plan),
             initial=self.state["step"],
             desc=f"round {r} epoch {e}",
-            disable=not (self.config.progress and self.procs.main),
-            leave=False,
+            enabled=self.config.progress and self.procs.main,
         )
         self.rec.model.train()
         try:
@@ -698,11 +697,8 @@ def evaluate_samples(
     tables = TrieTables.of(identifiers, rec.device) if config.eval_mode == "beam" else None
     bs = config.eval_batch_size
     ranks, invalid, repeated = [], 0.0, 0.0
-    for lo in tqdm(
-        range(0, len(rows), bs),
-        desc=desc,
-        leave=False,
-        disable=not (config.progress and procs.main),
+    for lo in progress_bar(
+        range(0, len(rows), bs), desc=desc, enabled=config.progress and procs.main
     ):
         part = rows[lo : lo + bs]
         prompt, _ = tasks.seqrec(samples.histories[part])

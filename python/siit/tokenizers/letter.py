@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from siit.data import Dataset
+from siit.progress import progress_bar
 from siit.tokenizers.kmeans import kmeans
 from siit.tokenizers.rqvae import RQVAE, Output, RQVAETokenizer
 
@@ -56,7 +56,7 @@ def collaborative_embeddings(
         nn.init.normal_(table.weight, std=0.1, generator=generator)
     params = [*user_emb.parameters(), *item_emb.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    for _ in tqdm(range(epochs), desc="BPR", disable=not progress, leave=False):
+    for _ in progress_bar(range(epochs), desc="BPR", enabled=progress):
         order = torch.randperm(len(users), generator=generator).to(device)
         for batch in order.split(batch_size):
             u, pos = user_emb(users[batch]), item_emb(items[batch])

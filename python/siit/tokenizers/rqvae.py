@@ -17,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from siit.data import Dataset
+from siit.progress import progress_bar
 from siit.tokenizers.base import Tokenizer, UniqueMethod
 from siit.tokenizers.kmeans import kmeans
 
@@ -178,9 +178,7 @@ class RQVAETokenizer(Tokenizer):
         model.init_codebooks(x, generator)
         self._prepare(model, dataset, generator)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
-        bar = tqdm(
-            range(self.epochs), desc=type(self).__name__, disable=not self.progress, leave=False
-        )
+        bar = progress_bar(range(self.epochs), desc=type(self).__name__, enabled=self.progress)
         for _ in bar:
             model.train()
             self._start_epoch(model, generator)
