@@ -4,6 +4,7 @@ import json
 import logging
 
 import pytest
+import siit
 from shared_data import shared
 from siit.data import Dataset
 from synthetic import latent_groups
@@ -174,3 +175,20 @@ def test_unreadable_files_are_named(tmp_path):
     (folder / "shop.item.json").write_bytes(b'{"a": {"title": "caf\xe9"}}')  # latin-1, not utf-8
     with pytest.raises(ValueError, match=r"shop.item.json: not utf-8 text"):
         Dataset.from_json(folder)
+
+
+def test_interactions_only_folder(tmp_path, caplog):
+    """Without NAME.item.json the items come from the interactions, in numeric id order,
+    without text; whatever needs text fails naming the missing file."""
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "Bare.inter.json").write_text(json.dumps({"u0": [10, 2, 7, 2], "u1": [7, 10, 3]}))
+    with caplog.at_level(logging.INFO):
+        data = Dataset.load(folder)
+    assert "no Bare.item.json" in caplog.text
+    assert data.item_ids == ["2", "3", "7", "10"]
+    assert data.sequence(0).tolist() == [3, 0, 2, 0] and not data.has_text
+    assert data.missing_text.endswith("Bare.item.json: file not found")
+    with pytest.raises(ValueError, match=r"RQVAETokenizer .* needs item text.*Bare.item.json"):
+        siit.RQVAETokenizer(levels=2, codebook_size=4).fit(data)
+    assert siit.RandomTokenizer(levels=2, codebook_size=4).fit(data).n_items == 4

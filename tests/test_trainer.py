@@ -214,6 +214,23 @@ def test_dataset_without_text_with_alignment_tasks_fails(tmp_path):
     )
 
 
+def test_interactions_only_dataset_trains_seqrec_and_refuses_alignment(tmp_path):
+    """A folder without item text: CID identifiers and seqrec train; asking for
+    refinement (which decodes from item text) fails at start, naming the missing file."""
+    base = tiny_dataset()
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    inter = {str(u): [int(i) for i in base.sequence(u)] for u in range(base.n_users)}
+    (folder / "bare.inter.json").write_text(json.dumps(inter))
+    settings = {**TINY_RUN, "dataset": str(folder), "tokenizer": "cid", "codebook_size": 4}
+    with pytest.raises(ValueError, match=r"item2id task is on .*bare.item.json: file not found"):
+        siit.train(output_dir=tmp_path / "siit", **settings)
+    result = siit.train(output_dir=tmp_path / "run", **{**settings, "rounds": 0})
+    assert result.best_round == 0 and result.test["invalid_share"] == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["tasks"] == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+
+
 def test_identifiers_that_do_not_fit_the_model_fail(tmp_path):
     dataset = tiny_dataset()
     model = build_model("t5-tiny", [4, 4, 4], "abc", siit.item_texts(dataset))

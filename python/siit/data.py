@@ -121,6 +121,20 @@ class Dataset:
         if len(self.item_ids) != n_items:
             raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
         self.item_text = [dict(t) for t in item_text]
+        # where item text would have come from, when a loader found none (for messages)
+        self.missing_text: str | None = None
+
+    @property
+    def has_text(self) -> bool:
+        return any(any(bool(v) for v in t.values()) for t in self.item_text)
+
+    def require_text(self, purpose: str) -> None:
+        """Raise ValueError when no item has text, naming `purpose` and the missing source."""
+        if not self.has_text:
+            where = f" ({self.missing_text})" if self.missing_text else ""
+            raise ValueError(
+                f"{purpose} needs item text, but dataset {self.name!r} has none{where}"
+            )
 
     # -- sizes ---------------------------------------------------------------------------
 
@@ -239,7 +253,9 @@ class Dataset:
         """Loads the LC-Rec/LETTER layout: `NAME.inter.json` ({user: [item, ...]} in time
         order) and `NAME.item.json` ({item: {field: text}}) from a folder.
 
-        Interactions with items that have no text entry raise, or with
+        Without `NAME.item.json` the items are those of the interactions (numeric ids in
+        numeric order), without text: CID, random or file identifiers and seqrec training
+        need none. Interactions with items that have no text entry raise, or with
         `missing_text="drop"` are dropped and counted.
         """
         folder = Path(path)
@@ -254,14 +270,22 @@ class Dataset:
                 )
             name = found[0].name[: -len(".inter.json")]
         inter = read_json(folder / f"{name}.inter.json")
-        texts = read_json(folder / f"{name}.item.json")
-        if not isinstance(inter, dict) or not isinstance(texts, dict):
-            raise ValueError(f"{folder}: {name}.inter.json and {name}.item.json must be objects")
+        if not isinstance(inter, dict):
+            raise ValueError(f"{folder / f'{name}.inter.json'}: must be an object of user -> items")
+        text_file = folder / f"{name}.item.json"
+        if text_file.exists():
+            texts = read_json(text_file)
+            if not isinstance(texts, dict):
+                raise ValueError(f"{text_file}: must be an object of item -> text fields")
+        else:  # interactions only: the items are those the users interacted with
+            seen = {str(item) for seq in inter.values() if isinstance(seq, list) for item in seq}
+            texts = {item: {} for item in sorted(seen, key=_id_order)}
+            log.info("%s: no %s, so %d items without text", name, text_file.name, len(texts))
         item_ids = list(texts)
         index = {item: i for i, item in enumerate(item_ids)}
         for item, fields in texts.items():
             if not isinstance(fields, dict):
-                raise ValueError(f"{folder / f'{name}.item.json'}: item {item!r} is not an object")
+                raise ValueError(f"{text_file}: item {item!r} is not an object")
         sequences, dropped = [], 0
         for user, seq in inter.items():
             if not isinstance(seq, list):
@@ -281,7 +305,10 @@ class Dataset:
         if dropped:
             log.warning("%s: dropped %d interactions with items that have no text", name, dropped)
         text = [{k: "" if v is None else str(v) for k, v in texts[i].items()} for i in item_ids]
-        return cls(sequences, text, item_ids, list(inter), max_history, name)
+        dataset = cls(sequences, text, item_ids, list(inter), max_history, name)
+        if not text_file.exists():
+            dataset.missing_text = f"{text_file}: file not found"
+        return dataset
 
     @classmethod
     def movielens(cls, path: str | Path | None = None, max_history: int = 20) -> Dataset:
@@ -411,6 +438,11 @@ def _recbole_movielens() -> Path:
             "and pass its folder as path="
         )
     return Path(spec.origin).parent / "dataset_example" / "ml-100k"
+
+
+def _id_order(item: str) -> tuple[bool, int, str]:
+    """Numeric ids in numeric order, then the others as strings."""
+    return (not item.isdigit(), int(item) if item.isdigit() else 0, item)
 
 
 def _read_table(path: Path, skip: int, sep: str) -> list[list[str]]:

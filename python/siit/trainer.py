@@ -189,9 +189,10 @@ def check_dataset(config: TrainConfig, dataset: Dataset) -> None:
         ]
         if not any(has):
             what = "titles" if key else "text"
+            where = f" ({dataset.missing_text})" if dataset.missing_text else ""
             raise ValueError(
                 f"bad configuration: the {task} task is on but dataset {dataset.name!r} has no "
-                f"item {what}; set tasks.{task} = 0 or load item text"
+                f"item {what}{where}; set tasks.{task} = 0 (and rounds = 0) or load item text"
             )
         missing = len(has) - sum(has)
         if missing:

@@ -159,6 +159,7 @@ class RQVAETokenizer(Tokenizer):
         if self.embeddings is None:
             from siit.embed import embed, item_texts
 
+            dataset.require_text(f"{type(self).__name__} (without embeddings=)")
             return embed(item_texts(dataset))
         vectors = self.embeddings(dataset) if callable(self.embeddings) else self.embeddings
         vectors = np.asarray(vectors, dtype=np.float32)
