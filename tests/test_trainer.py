@@ -91,8 +91,33 @@ def test_evaluate_and_recommend_a_finished_run(finished):
     assert len(recs) == 5 and len({item for item, _ in recs}) == 5
     assert all(item in result.identifiers.item_ids for item, _ in recs)
     assert [s for _, s in recs] == sorted((s for _, s in recs), reverse=True)
-    with pytest.raises(ValueError, match=r"history\[1\]"):
+    with pytest.raises(ValueError, match=r"histories\[0\]\[1\] = 'no such item' is not a known"):
         siit.recommend(["1", "no such item"], run=out)
+
+
+def test_a_loaded_run_recommends_for_many_users_at_once(finished):
+    """`siit.load` gives a Recommender: one batched call answers every user as the
+    single-history `siit.recommend` does, with seen items excluded on request."""
+    result, out = finished
+    rec = siit.load(out)
+    assert rec.item_ids == result.identifiers.item_ids
+    assert np.array_equal(rec.identifiers.codes, result.identifiers.codes)
+    histories = [["1", "2", "3"], ["7"], [4, 5, 6, 7, 8], ["3", "3", "9"]]
+    items, scores = rec.recommend(histories, k=5, batch_size=3)
+    assert items.shape == scores.shape == (4, 5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    for row, history in enumerate(histories):
+        single = siit.recommend(history, k=5, run=out)
+        assert [i for i, _ in single] == items[row].tolist()
+        assert [s for _, s in single] == pytest.approx(scores[row].tolist(), abs=1e-5)
+    fresh, _ = rec.recommend(histories, k=5, exclude_history=True)
+    for row, history in enumerate(histories):
+        seen = {rec.item_ids[h] if isinstance(h, int) else h for h in history}
+        assert not seen & set(fresh[row].tolist())
+    with pytest.raises(ValueError, match=r"histories\[1\] is empty"):
+        rec.recommend([["1"], []])
+    with pytest.raises(ValueError, match=r"histories\[0\]\[0\] = 99 is not an item index"):
+        rec.recommend([[99]])
 
 
 def test_evaluate_the_last_checkpoint(finished):

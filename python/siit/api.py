@@ -322,6 +322,96 @@ def evaluate(
     return evaluate_samples(rec, tasks, identifiers, samples, cfg, desc=split, seen=seen)
 
 
+class Recommender:
+    """A finished run loaded once for serving: its model, identifiers and the trie's decoding
+    tables on a device. `recommend` takes many users' histories at once and runs one batched,
+    trie-constrained beam search per `batch_size` users."""
+
+    def __init__(self, config: TrainConfig, model: RecModel, identifiers: Identifiers) -> None:
+        self.config, self.model, self.identifiers = config, model, identifiers
+        self.tables = TrieTables.of(identifiers, model.device)
+        self._tasks = TaskBuilder(model, None, identifiers)
+        ids = np.asarray(identifiers.item_ids, dtype=str)
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+
+    @classmethod
+    def load(cls, run: str | Path | None = None, device: str = "cpu", at: str = "best"):
+        """The run's best round (`at="best"`) or last checkpoint (`at="last"`); default: the
+        newest finished run under ./runs."""
+        return cls(*load_run(run, device, at))
+
+    @property
+    def item_ids(self) -> list[str]:
+        return list(self.identifiers.item_ids)
+
+    def indices(self, histories: Sequence[Sequence[str | int]]) -> list[np.ndarray]:
+        """Item indices of each history: item ids as in the dataset (strings), or ints taken
+        as item indices. Unknown ids and empty histories raise, naming the position."""
+        out = []
+        n = self.identifiers.n_items
+        for user, history in enumerate(histories):
+            items = np.asarray(list(history))
+            if items.size == 0:
+                raise ValueError(f"histories[{user}] is empty")
+            if items.dtype.kind in "iu":
+                bad = np.flatnonzero((items < 0) | (items >= n))
+                if len(bad):
+                    raise ValueError(
+                        f"histories[{user}][{bad[0]}] = {int(items[bad[0]])} is not an item index"
+                    )
+                out.append(items.astype(np.int64))
+                continue
+            items = items.astype(str)
+            pos = np.minimum(np.searchsorted(self._sorted, items), n - 1)
+            bad = np.flatnonzero(self._sorted[pos] != items)
+            if len(bad):
+                raise ValueError(
+                    f"histories[{user}][{bad[0]}] = {str(items[bad[0]])!r} is not a known item id"
+                )
+            out.append(self._order[pos])
+        return out
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str | int]],
+        k: int = 10,
+        exclude_history: bool = False,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top-k next items of every history: item ids (n, k) and their log-probabilities
+        (n, k), best first. Each history is its last `max_history` items; with
+        `exclude_history`, none of a history's items is recommended. Slots that no valid
+        item fills (a catalogue smaller than k) hold "" and -inf."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        rows = self.indices(histories)
+        width = self.config.max_history
+        hist = np.full((len(rows), width), -1, dtype=np.int64)
+        seen = np.full((len(rows), max((len(r) for r in rows), default=1)), -1, dtype=np.int64)
+        for i, r in enumerate(rows):
+            kept = r[-width:]
+            hist[i, width - len(kept) :] = kept
+            seen[i, : len(r)] = r
+        beams = max(k, self.config.beams)
+        step = batch_size or self.config.eval_batch_size
+        items = np.full((len(rows), k), -1, dtype=np.int64)
+        scores = np.full((len(rows), k), -np.inf)
+        for lo in range(0, len(rows), step):
+            prompt, _ = self._tasks.seqrec(hist[lo : lo + step])
+            exclude = seen[lo : lo + step] if exclude_history else None
+            found = beam_search(self.model, prompt, beams, self.tables, exclude=exclude)
+            items[lo : lo + step] = found.items[:, :k]
+            scores[lo : lo + step] = found.scores[:, :k]
+        ids = np.asarray(self.identifiers.item_ids, dtype=object)[np.maximum(items, 0)]
+        return np.where(items >= 0, ids, ""), scores
+
+
+def load(run: str | Path | None = None, device: str = "cpu", at: str = "best") -> Recommender:
+    """A finished run as a `Recommender` (default: the newest run under ./runs)."""
+    return Recommender.load(run, device, at)
+
+
 def recommend(
     history: Sequence[str | int],
     k: int = 10,
@@ -329,36 +419,9 @@ def recommend(
     device: str = "cpu",
     exclude_history: bool = False,
 ) -> list[tuple[str, float]]:
-    """The top-k next items (item id, log-probability) after a history of item ids (strings
-    as in the dataset, or int item indices), from a finished run's best model;
-    `exclude_history` keeps the history's items out of the list."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    cfg, rec, identifiers = load_run(run, device)
-    index = {item: i for i, item in enumerate(identifiers.item_ids)}
-    rows = []
-    for position, item in enumerate(history):
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-            if not 0 <= item < identifiers.n_items:
-                raise ValueError(f"history[{position}] = {item} is not an item index")
-            rows.append(int(item))
-        elif str(item) in index:
-            rows.append(index[str(item)])
-        else:
-            raise ValueError(f"history[{position}] = {item!r} is not a known item id")
-    if not rows:
-        raise ValueError("history is empty")
-    hist = np.full((1, cfg.max_history), -1, dtype=np.int64)
-    kept = rows[-cfg.max_history :]
-    hist[0, cfg.max_history - len(kept) :] = kept
-    tasks = TaskBuilder(rec, None, identifiers)
-    prompt, _ = tasks.seqrec(hist)
-    exclude = np.asarray([rows]) if exclude_history else None
-    found = beam_search(
-        rec, prompt, max(k, 1), TrieTables.of(identifiers, rec.device), exclude=exclude
-    )
-    return [
-        (identifiers.item_ids[i], float(s))
-        for i, s in zip(found.items[0], found.scores[0], strict=True)
-        if i >= 0
-    ][:k]
+    """The top-k next items (item id, log-probability) after one history of item ids
+    (strings as in the dataset, or int item indices), from a finished run's best model;
+    `exclude_history` keeps the history's items out of the list. For many users, load the
+    run once with `siit.load` and call its `recommend`."""
+    items, scores = load(run, device).recommend([history], k, exclude_history)
+    return [(str(i), float(s)) for i, s in zip(items[0], scores[0], strict=True) if i != ""]
