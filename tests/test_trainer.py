@@ -3,6 +3,7 @@ Ctrl-C and kill-and-resume, two processes."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,6 +119,44 @@ def test_a_loaded_run_recommends_for_many_users_at_once(finished):
         rec.recommend([["1"], []])
     with pytest.raises(ValueError, match=r"histories\[0\]\[0\] = 99 is not an item index"):
         rec.recommend([[99]])
+
+
+def test_new_items_get_identifiers_without_retraining(finished, tmp_path, capsys):
+    """add_items: the run's item2id beams, placed uniquely around every existing
+    identifier; the catalogue grows for serving while evaluation keeps the trained index."""
+    result, trained = finished
+    out = tmp_path / "run"  # a copy: the other tests read the run as trained
+    shutil.copytree(trained, out)
+    before = siit.evaluate(out, tiny_dataset())
+    new = {
+        f"new-{i}": {"title": f"red item {i} of group 1", "categories": "group 1"} for i in range(5)
+    }
+    added = siit.add_items(out, new)
+    assert added.item_ids == list(new)
+    grown = added.identifiers
+    assert grown.n_items == result.identifiers.n_items + 5 and grown.is_unique()
+    assert np.array_equal(grown.codes[:-5], result.identifiers.codes)
+    assert np.array_equal(grown.codes[-5:], added.codes)
+    assert (added.rank >= 0).all()  # 40 of 512 identifiers are taken: every beam is free
+    rec = siit.load(out)
+    assert rec.item_ids[-5:] == list(new)
+    assert (rec.tables.walk(torch.as_tensor(added.codes)) >= 0).all()
+    assert siit.evaluate(out, tiny_dataset()) == pytest.approx(before)
+    with pytest.raises(ValueError, match="'new-0' is already in the run's catalogue"):
+        siit.add_items(out, {"new-0": {"title": "again"}})
+    with pytest.raises(ValueError, match="'blank' has no text"):
+        siit.add_items(out, {"blank": {"title": ""}})
+    (tmp_path / "more.json").write_text(json.dumps({"more-1": {"title": "blue item"}}))
+    assert main(["add-items", str(out), str(tmp_path / "more.json")]) == 0
+    assert "added 1 items: 1 got one of their own beams" in capsys.readouterr().out
+    assert siit.load(out).item_ids[-1] == "more-1"
+
+
+def test_add_items_needs_a_model_that_learned_item2id(tmp_path):
+    settings = {**TINY_RUN, "rounds": 0}  # seqrec alone
+    siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
+    with pytest.raises(ValueError, match="trained without the item2id task"):
+        siit.add_items(tmp_path, {"x": {"title": "red item"}})
 
 
 def test_evaluate_the_last_checkpoint(finished):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ._core import assign_unique
 from .config import OBJECT, TrainConfig
 from .data import Dataset
 from .decoding import TrieTables, beam_search
@@ -39,6 +41,8 @@ from .trainer import (
 log = logging.getLogger("siit")
 
 RUNS = Path("runs")
+# Beside best/index.json: the identifiers of every item, those added after training included.
+CATALOG = "catalog.index.json"
 # Settings that may change when a run resumes; the rest must stay as the run started.
 RESUMABLE = {"device", "threads", "progress"}
 
@@ -264,11 +268,12 @@ def _initial_identifiers(
 
 
 def load_run(
-    run: str | Path | None = None, device: str = "cpu", at: str = "best"
+    run: str | Path | None = None, device: str = "cpu", at: str = "best", catalog: bool = False
 ) -> tuple[TrainConfig, RecModel, Identifiers]:
     """A run's configuration, model and identifiers (default: the newest run under ./runs):
     `at="best"` the best round's, `at="last"` the last checkpoint's (the final round of a
-    finished run, so a fixed schedule can be compared without selection on validation)."""
+    finished run, so a fixed schedule can be compared without selection on validation).
+    `catalog=True` includes the items added after training (`add_items`)."""
     if at not in ("best", "last"):
         raise ValueError(f"at must be 'best' or 'last', got {at!r}")
     run_dir = Path(run) if run is not None else _latest_run()
@@ -278,7 +283,8 @@ def load_run(
         if not (best / "model").is_dir():
             raise FileNotFoundError(f"{run_dir} has no finished round ({best} is missing)")
         rec = RecModel.load(best / "model", device)
-        identifiers = Identifiers.load(best / "index.json", rec.codebook_sizes)
+        index = best / CATALOG if catalog and (best / CATALOG).is_file() else best / "index.json"
+        identifiers = Identifiers.load(index, rec.codebook_sizes)
     else:
         checkpoint = run_dir / CHECKPOINT
         if not (checkpoint / "state.json").is_file():
@@ -339,7 +345,7 @@ class Recommender:
     def load(cls, run: str | Path | None = None, device: str = "cpu", at: str = "best"):
         """The run's best round (`at="best"`) or last checkpoint (`at="last"`); default: the
         newest finished run under ./runs."""
-        return cls(*load_run(run, device, at))
+        return cls(*load_run(run, device, at, catalog=True))
 
     @property
     def item_ids(self) -> list[str]:
@@ -405,6 +411,86 @@ class Recommender:
             scores[lo : lo + step] = found.scores[:, :k]
         ids = np.asarray(self.identifiers.item_ids, dtype=object)[np.maximum(items, 0)]
         return np.where(items >= 0, ids, ""), scores
+
+
+@dataclass
+class AddedItems:
+    """What `add_items` did: the grown identifiers (every item), the new items' codes, and
+    for each new item the rank of the beam it got (-1: none was free, so the nearest free
+    identifier to its best beam)."""
+
+    identifiers: Identifiers
+    item_ids: list[str]
+    codes: np.ndarray
+    rank: np.ndarray
+    path: Path
+
+
+def add_items(
+    run: str | Path,
+    items: Mapping[str, Mapping[str, Any]],
+    device: str = "cpu",
+    beams: int | None = None,
+) -> AddedItems:
+    """Identifiers for items that arrived after training, without retraining: the run's
+    model beam-searches identifiers from each new item's item2id prompt (its text), and the
+    core's `assign_unique` places them with every existing identifier reserved. The run's
+    catalogue (`best/catalog.index.json`) grows, so `siit.load(run).recommend` can return
+    the new items; the run's own index and its evaluation stay as trained.
+
+    `items` maps new item ids to text records ({"title": ..., "description": ...})."""
+    run_dir = Path(run)
+    cfg, rec, identifiers = load_run(run_dir, device, catalog=True)
+    if (cfg.tasks or {}).get("item2id", 0) <= 0:
+        raise ValueError(
+            f"{run_dir} was trained without the item2id task, so its model cannot map item "
+            "text to identifiers; train with tasks.item2id > 0"
+        )
+    ids = [str(i) for i in items]
+    known = set(identifiers.item_ids)
+    clash = [i for i in ids if i in known]
+    if clash:
+        raise ValueError(f"item {clash[0]!r} is already in the run's catalogue")
+    records = []
+    for item, record in zip(ids, items.values(), strict=True):
+        if not isinstance(record, Mapping):
+            raise ValueError(f"item {item!r}: expected a mapping of text fields")
+        records.append({k: "" if v is None else v for k, v in record.items()})
+    if not records:
+        raise ValueError("items is empty")
+    tasks = TaskBuilder(rec, None, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    text = tasks.text_ids(records)
+    empty = np.flatnonzero(~(text >= 0).any(1))
+    if len(empty):
+        raise ValueError(f"item {ids[empty[0]]!r} has no text to map to an identifier")
+    width = beams or cfg.refine_beams
+    candidates = np.zeros((len(ids), width, identifiers.n_levels), dtype=np.int64)
+    scores = np.full((len(ids), width), -np.inf)
+    step = cfg.eval_batch_size
+    for lo in range(0, len(ids), step):
+        found = beam_search(rec, tasks.item2id_prompts(text[lo : lo + step]), width)
+        candidates[lo : lo + step, : found.codes.shape[1]] = found.codes
+        scores[lo : lo + step, : found.scores.shape[1]] = found.scores
+    codes, rank = assign_unique(
+        candidates, scores, identifiers.codebook_sizes, reserved=identifiers.codes
+    )
+    grown = Identifiers(
+        np.concatenate([identifiers.codes, codes]),
+        identifiers.codebook_sizes,
+        [*identifiers.item_ids, *ids],
+        identifiers.prefixes,
+    )
+    path = grown.save(run_dir / BEST / CATALOG)
+    log.info(
+        "added %d items to %s: %d got one of their own beams (%d their best), %d the nearest "
+        "free identifier",
+        len(ids),
+        path,
+        int((rank >= 0).sum()),
+        int((rank == 0).sum()),
+        int((rank < 0).sum()),
+    )
+    return AddedItems(grown, ids, codes, rank, path)
 
 
 def load(run: str | Path | None = None, device: str = "cpu", at: str = "best") -> Recommender:

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -134,6 +135,22 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_items(args: argparse.Namespace) -> int:
+    from siit.api import add_items
+    from siit.files import read_json
+
+    items = read_json(Path(args.items))
+    if not isinstance(items, dict):
+        raise ValueError(f"{args.items}: expected an object of item id -> text fields")
+    added = add_items(args.run_dir, items, args.device, args.beams)
+    own = int((added.rank >= 0).sum())
+    print(
+        f"added {len(added.item_ids)} items: {own} got one of their own beams, "
+        f"{len(added.item_ids) - own} the nearest free identifier; catalogue: {added.path}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="siit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--exclude-history", action="store_true", help="never recommend an item of the history"
     )
     recommend.set_defaults(run=_recommend)
+    add = commands.add_parser(
+        "add-items", help="identifiers for new items from their text, without retraining"
+    )
+    add.add_argument("run_dir", metavar="RUN", help="the run directory")
+    add.add_argument("items", help="JSON object of item id -> text fields (NAME.item.json layout)")
+    add.add_argument("--beams", type=int, default=None, help="default: the run's refine_beams")
+    add.add_argument("--device", default="cpu")
+    add.set_defaults(run=_add_items)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     if args.command == "demo" and (args.items < 1 or args.levels < 2 or args.candidates < 2):

@@ -9,7 +9,7 @@ with -1: prompts on the left (so their last token lines up), targets on the righ
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -68,15 +68,12 @@ class TaskBuilder:
         max_title_tokens: int = 24,
     ) -> None:
         self.model = model
+        self.max_text_tokens = max_text_tokens
         self.n_items = identifiers.n_items if dataset is None else dataset.n_items
         records = [{}] * self.n_items if dataset is None else dataset.item_text
-        texts = item_texts(records) if any(records) else [""] * self.n_items
+        self.text = self.text_ids(records)
         titles = [str(t.get("title") or "") for t in records]
-        if model.style == "natural":  # byte-level BPE spells the space inside the next word
-            texts = [f" {t}" if t else t for t in texts]
-            titles = [f" {t}" if t else t for t in titles]
-        self.text = model.text_ids(texts, max_text_tokens)
-        self.title = model.text_ids(titles, max_title_tokens)
+        self.title = model.text_ids(self._spaced(titles), max_title_tokens)
         self.text_items = np.flatnonzero((self.text >= 0).any(1))
         self.title_items = np.flatnonzero((self.title >= 0).any(1))
         self.templates = {
@@ -86,6 +83,21 @@ class TaskBuilder:
         if model.kind == "causal":  # the history runs straight into the next identifier
             self.templates["seqrec"] = (self.templates["seqrec"][0], np.zeros(0, np.int64))
         self.set_identifiers(identifiers)
+
+    def _spaced(self, texts: list[str]) -> list[str]:
+        if self.model.style == "natural":  # byte-level BPE spells the space inside the next word
+            return [f" {t}" if t else t for t in texts]
+        return texts
+
+    def text_ids(self, records: Sequence[Mapping[str, str]]) -> np.ndarray:
+        """Token ids (n, max_text_tokens), -1 padded, of item text records: the item2id input."""
+        texts = item_texts(records) if any(records) else [""] * len(records)
+        return self.model.text_ids(self._spaced(texts), self.max_text_tokens)
+
+    def item2id_prompts(self, text: np.ndarray) -> np.ndarray:
+        """item2id prompts of text token ids (n, T) from `text_ids`, for items in or out of
+        the dataset."""
+        return self._prompt("item2id", text)
 
     def set_identifiers(self, identifiers: Identifiers) -> None:
         if identifiers.n_items != self.n_items:
@@ -137,7 +149,7 @@ class TaskBuilder:
         return prompt, trim(target, left=False)
 
     def item2id(self, items: np.ndarray):
-        return self._prompt("item2id", self.text[items]), self.code_tokens[items]
+        return self.item2id_prompts(self.text[items]), self.code_tokens[items]
 
     def id2item(self, items: np.ndarray):
         title = self.title[items]
