@@ -4,6 +4,7 @@ import gzip
 import json
 import logging
 
+import datasets
 import pandas as pd
 import pytest
 from siit.data import Dataset
@@ -40,11 +41,62 @@ def test_csv_and_hugging_face_like_tables(tmp_path):
     data = Dataset.from_table(path, time="t")
     assert data.name == "inter" and data.item_text[0] == {"title": "9"}
 
-    class HFDataset:  # the part of datasets.Dataset that the loader uses
-        def to_pandas(self):
-            return INTERACTIONS
+    hf = datasets.Dataset.from_pandas(INTERACTIONS)
+    assert Dataset.from_table(hf, ITEMS).n_interactions == 7
 
-    assert Dataset.from_table(HFDataset(), ITEMS).n_interactions == 7
+
+# The Amazon Reviews 2023 layout: 4 users, items A-D, timestamps in milliseconds. u1 rates A
+# twice and u4 rates D twice (repeats, dropped); u4 is then left with 1 interaction, which
+# a 3-core drops, and D with it.
+REVIEWS_2023 = {
+    "user_id": ["u1"] * 4 + ["u2"] * 3 + ["u3"] * 3 + ["u4"] * 2,
+    "parent_asin": ["A", "B", "C", "A", "B", "A", "C", "C", "B", "A", "D", "D"],
+    "timestamp": [4000, 1000, 2000, 3000, 10, 30, 20, 5, 6, 7, 1, 2],
+    "rating": [5.0] * 12,
+}
+META_2023 = {
+    "parent_asin": ["A", "B", "C", "D"],
+    "title": ["Stapler", "Pens", "Paper", "Desk"],
+    "description": [["Heavy", "duty"], [], ["A4"], []],
+    "features": [["metal"], ["blue ink", "fine"], [], []],
+    "categories": [["Office", "Staplers"], ["Office"], ["Office", "Paper"], ["Furniture"]],
+}
+
+
+def test_hugging_face_datasets_in_the_amazon_2023_layout(tmp_path, caplog):
+    reviews, meta = datasets.Dataset.from_dict(REVIEWS_2023), datasets.Dataset.from_dict(META_2023)
+    with caplog.at_level(logging.WARNING):
+        data = Dataset.from_hf(reviews, meta, k_core=3, name="office-2023")
+    assert "dropped 2 repeated (user, item) interactions" in caplog.text
+    assert "3-core filter dropped 1 of 10 interactions" in caplog.text
+    assert data.user_ids == ["u1", "u2", "u3"] and data.item_ids == ["A", "B", "C"]
+    assert [data.item_ids[i] for i in data.sequence(0)] == ["B", "C", "A"]  # by time
+    stapler = data.item_text[0]
+    assert stapler["description"] == "Heavy duty" and stapler["categories"] == "Office Staplers"
+    assert data.item_text[1]["features"] == "blue ink fine"
+    # a DatasetDict with the split to use, and local JSON-lines files, read the same
+    split = datasets.DatasetDict({"full": reviews})
+    assert Dataset.from_hf(split, meta, split="full", k_core=3).item_ids == ["A", "B", "C"]
+    files = []
+    for name, table in (("reviews", reviews), ("meta", meta)):
+        files.append(tmp_path / f"{name}.jsonl")
+        table.to_json(files[-1])
+    local = Dataset.from_hf(str(files[0]), str(files[1]), k_core=3)
+    assert local.item_ids == data.item_ids and local.item_text == data.item_text
+    assert local.name == "reviews"
+    # without metadata: interactions only, items without text
+    bare = Dataset.from_hf(reviews, k_core=3)
+    assert not bare.has_text and bare.n_interactions == data.n_interactions
+
+
+def test_hugging_face_bad_input():
+    reviews = datasets.Dataset.from_dict(REVIEWS_2023)
+    with pytest.raises(ValueError, match=r"reviews: no column \['timestamp'\]"):
+        Dataset.from_hf(reviews.remove_columns("timestamp"))
+    with pytest.raises(ValueError, match=r"no split 'train' \(splits: \['full'\]\)"):
+        Dataset.from_hf(datasets.DatasetDict({"full": reviews}))
+    with pytest.raises(ValueError, match="expected a datasets.Dataset"):
+        Dataset.from_hf(42)
 
 
 def test_k_core_is_iterative(caplog):

@@ -137,7 +137,9 @@ def test_new_items_get_identifiers_without_retraining(finished, tmp_path, capsys
     assert grown.n_items == result.identifiers.n_items + 5 and grown.is_unique()
     assert np.array_equal(grown.codes[:-5], result.identifiers.codes)
     assert np.array_equal(grown.codes[-5:], added.codes)
-    assert (added.rank >= 0).all()  # 40 of 512 identifiers are taken: every beam is free
+    # a beam the model proposes may be an existing item's identifier (reserved): then the
+    # nearest free identifier to the best beam (rank -1)
+    assert ((added.rank >= -1) & (added.rank < 20)).all()
     rec = siit.load(out)
     assert rec.item_ids[-5:] == list(new)
     assert (rec.tables.walk(torch.as_tensor(added.codes)) >= 0).all()
@@ -148,7 +150,7 @@ def test_new_items_get_identifiers_without_retraining(finished, tmp_path, capsys
         siit.add_items(out, {"blank": {"title": ""}})
     (tmp_path / "more.json").write_text(json.dumps({"more-1": {"title": "blue item"}}))
     assert main(["add-items", str(out), str(tmp_path / "more.json")]) == 0
-    assert "added 1 items: 1 got one of their own beams" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("added 1 items: ")
     assert siit.load(out).item_ids[-1] == "more-1"
 
 

@@ -360,6 +360,15 @@ class Dataset:
         return from_table(interactions, items, **options)
 
     @classmethod
+    def from_hf(cls, reviews: Any, metadata: Any = None, **options: Any) -> Dataset:
+        """From Hugging Face `datasets` (Dataset or DatasetDict objects, local files or a
+        name for `datasets.load_dataset`), by default in the Amazon Reviews 2023 layout,
+        5-core. See `siit.loaders.from_hf` for the column names and filters."""
+        from siit.loaders import from_hf
+
+        return from_hf(reviews, metadata, **options)
+
+    @classmethod
     def from_amazon(cls, reviews: str | Path, metadata: str | Path, **options: Any) -> Dataset:
         """From raw Amazon review dumps (2014 or 2018 style JSON lines, gzipped or not):
         deduplicated, 5-core by default. See `siit.loaders.from_amazon`."""
