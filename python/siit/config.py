@@ -57,12 +57,12 @@ class TrainConfig:
     # evaluations (every `eval_every` epochs), at most `max_epochs_per_round` epochs, and
     # keeps its best weights. patience=None trains exactly max_epochs_per_round epochs.
     rounds: int = 0
-    max_epochs_per_round: int = 100
+    max_epochs_per_round: int = 60
     patience: int | None = 10
     eval_every: int = 1
     batch_size: int = 128
     lr: float = 2e-3
-    lr_schedule: str = "constant"  # "constant" or "cosine" (over max_epochs_per_round)
+    lr_schedule: str = "cosine"  # or "constant": after warmup, over max_epochs_per_round
     warmup_steps: int = 100  # at the start of every round
     weight_decay: float = 0.01
     grad_clip: float = 1.0
