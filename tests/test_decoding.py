@@ -185,3 +185,28 @@ def _model_for(levels, size):
         ids = siit.Identifiers(np.zeros((1, levels), np.int64), [size] * levels)
         _MODELS[levels, size] = tiny_model("t5-tiny", ids, tiny_dataset())
     return _MODELS[levels, size]
+
+
+def test_identifier_scores_are_the_level_softmax_of_the_full_logits(setup):
+    """Decoder-only models score identifier targets from the last hidden states and the
+    identifier rows of the output layer only; that must equal the level softmax of the
+    model's own full-vocabulary logits (for every model kind)."""
+    model, identifiers, prompt = setup
+    target = model.code_tokens(identifiers.codes[: len(prompt)])
+    fast = model.token_log_probs(prompt, target)
+    with model.evaluating(), torch.no_grad():
+        inputs = model.inputs(prompt, target)
+        if model.kind == "seq2seq":
+            logits = model.model(**inputs).logits
+        else:
+            logits = model.model(**inputs).logits[:, -target.shape[1] - 1 : -1]
+        expected = torch.stack(
+            [
+                model.level_log_probs(logits[:, t], t).gather(
+                    1, torch.as_tensor(identifiers.codes[: len(prompt), t : t + 1])
+                )[:, 0]
+                for t in range(3)
+            ],
+            1,
+        )
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
