@@ -89,18 +89,41 @@ def test_exhaustive_beam_search_is_exact_ranking(setup):
 
 
 def test_excluded_items_never_come_back_and_the_rest_keep_their_order(setup):
-    """Excluding items masks them at the last level only: the earlier levels' beams are the
-    same, so the remaining items keep their order."""
+    """With as many beams as items, excluding items gives the exact ranking of the rest; a
+    repeated excluded item counts once."""
     model, identifiers, prompt = setup
     tables = TrieTables.of(identifiers)
-    free = beam_search(model, prompt, 10, tables)
-    exclude = np.concatenate([free.items[:, :3], np.full((len(prompt), 2), -1)], 1)
-    found = beam_search(model, prompt, 10, tables, exclude=exclude)
+    n = identifiers.n_items
+    free = beam_search(model, prompt, n, tables)
+    exclude = np.concatenate(
+        [free.items[:, :3], free.items[:, :1], np.full((len(prompt), 2), -1)], 1
+    )
+    found = beam_search(model, prompt, n, tables, exclude=exclude)
     for row, banned in zip(found.items, exclude, strict=True):
-        assert not set(row.tolist()) & set(banned.tolist())
-    assert np.array_equal(found.items[:, :7], free.items[:, 3:])
+        assert not set(row.tolist()) & set(banned[banned >= 0].tolist())
+    assert np.array_equal(found.items[:, : n - 3], free.items[:, 3:])
+    assert (found.items[:, n - 3 :] == -1).all()
     with pytest.raises(ValueError, match="exclude needs trie tables"):
         beam_search(model, prompt, 10, exclude=exclude)
+
+
+def test_excluding_a_whole_prefix_leaves_no_beam_empty(setup):
+    """Exclude every item but K: the prefixes whose items are all excluded are pruned at
+    every level, so K beams find exactly the K allowed items."""
+    model, identifiers, prompt = setup
+    tables = TrieTables.of(identifiers)
+    k = 5
+    rng = np.random.default_rng(0)
+    allowed = np.stack([rng.choice(identifiers.n_items, k, replace=False) for _ in prompt])
+    exclude = np.stack([np.setdiff1d(np.arange(identifiers.n_items), row) for row in allowed])
+    found = beam_search(model, prompt, k, tables, exclude=exclude)
+    assert np.isfinite(found.scores).all()
+    assert [set(r) for r in found.items.tolist()] == [set(r) for r in allowed.tolist()]
+    nodes = tables.item_nodes
+    assert [int(tables.subtree_items[t].sum()) for t in range(len(nodes))] == [
+        identifiers.n_items
+    ] * len(nodes)
+    assert np.array_equal(tables.leaf_items[nodes[-1]].numpy(), np.arange(identifiers.n_items))
 
 
 def test_fewer_items_than_beams_pads_with_invalid():

@@ -232,6 +232,13 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, monkeypatc
     assert not all(torch.equal(kept[k], snapshots[3][k]) for k in snapshots[3])
 
 
+def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
+    """A limit shorter than one epoch: each round trains one epoch, validates it, and ends."""
+    settings = {**TINY_RUN, "rounds": 1, "max_epochs_per_round": 10, "patience": None}
+    result = siit.train(tiny_dataset(), output_dir=tmp_path, max_minutes_per_round=1e-6, **settings)
+    assert [(r.epochs, len(r.curve)) for r in result.rounds] == [(1, 1), (1, 1)]
+
+
 def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
     """Progress bars are for terminals: with standard error captured (not a terminal) no
     carriage-return bar reaches it, and train.log has one line per epoch and validation."""

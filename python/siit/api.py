@@ -103,8 +103,8 @@ def train(
     Args:
         dataset: a `Dataset` or a `TrainConfig.dataset` spec (default: MovieLens-100K).
         tokenizer: initial identifiers: a tokenizer (fitted here), `Identifiers`, a tokenizer
-            name or an identifiers file (default: RQ-VAE).
-        model: a `RecModel`, a preset, a Hugging Face name or a directory (default: t5-mini).
+            name or an identifiers file (default: CID).
+        model: a `RecModel`, a preset, a Hugging Face name or a directory (default: gpt-mini).
         rounds: refinement rounds (0: the baseline with the initial identifiers).
         output_dir: the run directory (default: runs/<dataset>-<tokenizer>-<time>).
         config: base settings; `settings` override single fields (see `TrainConfig`).

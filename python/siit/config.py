@@ -59,6 +59,8 @@ class TrainConfig:
     rounds: int = 0
     max_epochs_per_round: int = 60
     patience: int | None = 10
+    # a round also ends (after validating) once it has run this long, refinement included
+    max_minutes_per_round: float | None = None
     eval_every: int = 1
     batch_size: int = 128
     lr: float = 2e-3
@@ -126,6 +128,10 @@ class TrainConfig:
                 value is None or (isinstance(value, int) and value >= 1),
                 f"{name} must be None or an integer >= 1, got {value!r}",
             )
+        need(
+            self.max_minutes_per_round is None or self.max_minutes_per_round > 0,
+            f"max_minutes_per_round must be None or > 0, got {self.max_minutes_per_round!r}",
+        )
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")

@@ -39,6 +39,9 @@ class Samples:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def lengths(self) -> np.ndarray:
+        return (self.histories >= 0).sum(1)
+
     def subset(self, rows: np.ndarray) -> Samples:
         return Samples(
             self.users[rows],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,44 @@ class TrieTables:
     @property
     def n_levels(self) -> int:
         return len(self.sizes)
+
+    @cached_property
+    def item_nodes(self) -> list[torch.Tensor]:
+        """Per level t, the depth-(t + 1) node on each item's identifier path (n_items,), -1
+        for an item without one: a node at depth t + 1 is a position in `codes[t]`, and its
+        parent is the node whose `offsets[t]` range holds it."""
+        leaves = self.leaf_items
+        n_items = int(leaves.max()) + 1 if len(leaves) else 0
+        node = torch.full((n_items,), -1, dtype=torch.long, device=self.device)
+        node[leaves] = torch.arange(len(leaves), device=self.device)
+        nodes = [node]
+        for t in range(self.n_levels - 1, 0, -1):
+            parent = torch.searchsorted(self.offsets[t], node.clamp(min=0), right=True) - 1
+            node = torch.where(node >= 0, parent, -1)
+            nodes.append(node)
+        return nodes[::-1]
+
+    @cached_property
+    def subtree_items(self) -> list[torch.Tensor]:
+        """Per level t, how many items lie under each depth-(t + 1) node."""
+        return [
+            torch.bincount(nodes[nodes >= 0], minlength=len(self.codes[t]))
+            for t, nodes in enumerate(self.item_nodes)
+        ]
+
+    def excluded_nodes(self, exclude: torch.Tensor) -> list[torch.Tensor]:
+        """Per level t, the keys (row << 32) + node of the depth-(t + 1) nodes all of whose
+        items `exclude` (B, S; -1 padding) bans in that row: a beam entering one could only
+        end on a banned item."""
+        row = torch.arange(len(exclude), device=exclude.device)[:, None].expand_as(exclude)
+        pairs = ((row << 32) + exclude)[exclude >= 0].unique()  # a repeated item counts once
+        rows, items = pairs >> 32, pairs & 0xFFFFFFFF
+        out = []
+        for nodes, counts in zip(self.item_nodes, self.subtree_items, strict=True):
+            node = nodes[items]
+            key, banned = ((rows << 32) + node)[node >= 0].unique(return_counts=True)
+            out.append(key[banned == counts[key & 0xFFFFFFFF]])
+        return out
 
     def children(self, node: torch.Tensor, level: int) -> torch.Tensor:
         """Child node of each depth-`level` node (B,) for every code (B, V); -1 where the
@@ -176,8 +215,9 @@ def beam_search(
     At step t only level-t identifier tokens compete, scored by a log-softmax over that
     level's codes (as the model is trained); with `tables`, only codes that extend a valid
     identifier; `penalty` (one (V_t,) tensor per level) is subtracted from the log-probs;
-    `exclude` (B, S) item indices (-1 padding) are masked at the last level, so no beam
-    ends on them (needs `tables`).
+    `exclude` (B, S) item indices (-1 padding) never end a beam: at every level, a prefix
+    whose items are all excluded is masked, so the beams go to prefixes that can still end
+    on an allowed item (needs `tables`).
     """
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")
@@ -189,8 +229,7 @@ def beam_search(
         row = torch.arange(b, device=device)[:, None]
         banned = None
         if exclude is not None:
-            ex = torch.as_tensor(exclude, device=device)
-            banned = (ex + (row << 32))[ex >= 0]
+            banned = tables.excluded_nodes(torch.as_tensor(exclude, device=device))
         scores = torch.zeros(
             b,
             1,
@@ -207,10 +246,10 @@ def beam_search(
             if tables is not None:
                 child = tables.children(node.view(-1), t).reshape(b, k, size)
                 logp = logp.masked_fill(child < 0, NEG_INF)
-                if banned is not None and t == model.n_levels - 1:
-                    # (row, item) pairs as one key each: a batched membership test
-                    item = tables.leaf_items[child.clamp(min=0)] + (row << 32)[..., None]
-                    logp = logp.masked_fill(torch.isin(item, banned), NEG_INF)
+                if banned is not None:
+                    # (row, node) pairs as one key each: a batched membership test
+                    key = child.clamp(min=0) + (row << 32)[..., None]
+                    logp = logp.masked_fill(torch.isin(key, banned[t]), NEG_INF)
             total = (scores[..., None] + logp).view(b, k * size)
             scores, idx = total.topk(min(beams, k * size), dim=1)
             parent, code = idx // size, idx % size

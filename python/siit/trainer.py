@@ -329,8 +329,9 @@ class Trainer:
 
     def epoch_plan(self, round_: int, epoch: int) -> list[tuple[str, np.ndarray]]:
         """The epoch's batches: each task's samples, `weight` passes over its pool, in
-        batches of one task, shuffled together; windows are batched with others of similar
-        length. Depends only on (seed, round, epoch)."""
+        batches of one task, shuffled together; seqrec samples (windows or prefixes) are
+        batched with others of similar length, so that padding costs little. Depends only on
+        (seed, round, epoch)."""
         rng = np.random.default_rng([self.config.seed, round_, epoch])
         b = self.config.batch_size
         batches = []
@@ -338,7 +339,7 @@ class Trainer:
             count = self._task_count(task, pool)
             passes = [rng.permutation(pool) for _ in range(-(-count // len(pool)))]
             picks = np.concatenate(passes)[:count]
-            if task == "seqrec" and isinstance(self.samples, Windows):
+            if task == "seqrec":
                 picks = picks[np.argsort(-self.samples.lengths()[picks], kind="stable")]
             batches += [(task, picks[i : i + b]) for i in range(0, count, b)]
         order = rng.permutation(len(batches))
@@ -536,6 +537,10 @@ class Trainer:
         state, config = self.state, self.config
         if state["epoch"] >= config.max_epochs_per_round:
             return True
+        limit = config.max_minutes_per_round
+        # every rank takes rank 0's clock, so that all of them stop at the same epoch
+        if limit is not None and self.procs.gather(state["round_seconds"])[0] >= 60 * limit:
+            return True
         curve = state["curve"]
         if config.patience is None or not curve:
             return False
@@ -583,8 +588,10 @@ class Trainer:
                 self.save_checkpoint()
             elif r == 0 and state["epoch"] == 0 and state["step"] == 0:
                 self.write_index(0)
+            state.setdefault("round_seconds", 0.0)
             while not self._round_done():
                 self.run_epoch()
+                state["round_seconds"] = time.perf_counter() - started
                 if state["epoch"] % config.eval_every == 0 or self._round_done():
                     self.validate()
                 state["round_seconds"] = time.perf_counter() - started
