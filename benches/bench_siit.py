@@ -1,14 +1,21 @@
-"""Baseline vs SIIT: test Recall@10 / NDCG@10 over datasets, initial tokenizers and seeds.
+"""SIIT against its own baseline at equal training budget, with the ablations that show why
+(issue "SIIT that pays"): test Recall@10 / NDCG@10 over datasets, initial tokenizers and
+seeds, for these arms of the decoder-only model (gpt-mini):
 
-Each (dataset, tokenizer) pair is tokenized once (seed 0) and every arm starts from those
-identifiers, so the comparison is paired: the baseline (`rounds=0`) trains as many epochs
-as SIIT's rounds together. Runs go to benches/runs/ as `siit train` subprocesses, several
-at a time with one thread each; a finished run is not repeated, so the script resumes.
-SIIT is reported twice: at its best round (chosen on validation, as `siit.train` does) and
-at its last round (`siit evaluate --at last`), the fixed schedule the baseline also runs.
+- baseline: seqrec alone, `rounds=0`;
+- alignment only: the paper's task mix (seqrec, item2id, id2item at weight 1), no refinement;
+- siit (paper): the paper's mix and `rounds` refinements by item2id beams (k = 20) with
+  collision avoidance, the beams alone competing (`keep_current=False`);
+- siit (levers): the levers under test (`--levers`, TrainConfig fields).
 
-    python benches/bench_siit.py --datasets movielens ../shared/data/office \
-        --tokenizers rqvae cid --seeds 0 1 2 --jobs 2
+Equal budget: every arm trains under one early-stopping rule and one cap on the epochs of
+all its rounds together (`--total-epochs`; SIIT's rounds split it evenly). Selection is on
+validation only; test is read once per run. Each (dataset, tokenizer) pair is tokenized once
+(seed 0), so the comparison is paired. Runs go to benches/runs/ as `siit train`
+subprocesses, `--jobs` at a time with one thread each; finished runs are not repeated.
+
+    python benches/bench_siit.py --datasets ../shared/data/office --tokenizers rqvae cid \
+        --seeds 0 1 2 --jobs 2
 
 Writes benches/results/siit.{json,md}.
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -85,58 +93,37 @@ def run(arm: dict) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def last_round(arm: dict) -> dict | None:
-    """Test metrics of a finished SIIT run's final round (its last checkpoint): the fixed
-    schedule, without choosing a round on validation, which on a few hundred users is noisy
-    and picks less-trained rounds."""
-    out = Path(arm["output_dir"])
-    path = out / "test-last-round.json"
-    if arm["settings"]["rounds"] == 0 or finished(arm) is None:
-        return None
-    if not path.exists():
-        cmd = [sys.executable, "-m", "siit", "evaluate", str(out), "--at", "last"]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-        path.write_text(done.stdout)
-    return json.loads(path.read_text())
+PAPER_TASKS = {"seqrec": 1, "item2id": 1, "id2item": 1}
+ARMS = {
+    "baseline": dict(rounds=0, tasks={"seqrec": 1}),
+    "alignment only": dict(rounds=0, tasks=PAPER_TASKS),
+    "siit (paper)": dict(tasks=PAPER_TASKS, keep_current=False),
+    "siit (levers)": dict(tasks=PAPER_TASKS),
+}
+SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--datasets", nargs="+", default=["movielens"])
-    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--epochs-per-round", type=int, default=2)
-    parser.add_argument("--settings", default="{}", help="JSON object of TrainConfig fields")
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="only summarize the runs that finished (and test their last rounds)",
-    )
-    args = parser.parse_args()
-    common = dict(model="t5-mini", threads=1, progress=False, device="cpu", max_history=20)
+def arms_of(args: argparse.Namespace) -> list[dict]:
+    common = dict(model="gpt-mini", threads=1, progress=False, device="cpu", rounds=args.rounds)
     common.update(json.loads(args.settings))
-    sizes = {"rqvae": (3, 256), "cid": (3, 32)}
-
     arms = []
     for dataset in args.datasets:
         for tokenizer in args.tokenizers:
-            levels, size = sizes[tokenizer]
+            levels, size = SIZES[tokenizer]
             index = tokenize(dataset, tokenizer, levels, size, dry=args.report)
             for seed in args.seeds:
-                for label, rounds in (("baseline", 0), ("siit", args.rounds)):
-                    epochs = args.epochs_per_round * (1 if rounds else args.rounds + 1)
-                    name = f"{Path(dataset).name}-{tokenizer}-{label}-s{seed}"
-                    settings = dict(
-                        common,
+                for label in args.arms:
+                    settings = dict(common, **ARMS[label])
+                    if label == "siit (levers)":
+                        settings.update(json.loads(args.levers))
+                    rounds = settings["rounds"]
+                    slug = label.replace(" ", "-").replace("(", "").replace(")", "")
+                    name = f"{Path(dataset).name}-{tokenizer}-{slug}-s{seed}"
+                    settings.update(
                         dataset=dataset,
                         tokenizer=str(index),
                         seed=seed,
-                        rounds=rounds,
-                        max_epochs_per_round=epochs,
-                        patience=None,
+                        max_epochs_per_round=args.total_epochs // (rounds + 1),
                         output_dir=str(RUNS / name),
                     )
                     arms.append(
@@ -149,42 +136,36 @@ def main() -> None:
                             settings=settings,
                         )
                     )
-    # seed-major order: an interrupted grid still covers every (dataset, tokenizer) pair
+    # seed-major order: an interrupted grid still covers every cell
     arms.sort(key=lambda arm: arm["seed"])
-    if args.report:
-        results = [finished(arm) for arm in arms]
-    else:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(run, arms))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        lasts = list(pool.map(last_round, arms))
+    return arms
 
-    rows = []
-    for arm, metrics, last in zip(arms, results, lasts, strict=True):
-        if metrics is None:
-            continue
-        row = dict(
-            dataset=arm["dataset"],
-            tokenizer=arm["tokenizer"],
-            arm=arm["arm"],
-            seed=arm["seed"],
-            epochs=sum(r["epochs"] for r in metrics["rounds"]),
-            best_round=metrics["best_round"],
-            test=metrics["test"],
-            rounds=metrics["rounds"],
-        )
-        rows.append(row)
-        if last is not None:
-            final = metrics["config"]["rounds"]
-            rows.append(dict(row, arm="siit, last round", best_round=final, test=last))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "siit.json").write_text(
-        json.dumps(dict(settings=common, arms=len(arms), rows=rows), indent=1)
+
+def row_of(arm: dict, metrics: dict) -> dict:
+    rounds = metrics["rounds"]
+    refined = [r for r in rounds if r.get("refine")]
+    return dict(
+        dataset=arm["dataset"],
+        tokenizer=arm["tokenizer"],
+        arm=arm["arm"],
+        seed=arm["seed"],
+        epochs=sum(r["epochs"] for r in rounds),
+        minutes=round(sum(r["seconds"] for r in rounds) / 60, 1),
+        best_round=metrics["best_round"],
+        valid=rounds[metrics["best_round"]]["valid"],
+        test=metrics["test"],
+        regeneration=[r["refine"].get("regeneration") for r in refined],
+        moved=[r["refine"]["changed"] for r in refined],
+        consistency=[r.get("consistency") for r in rounds],
     )
+
+
+def table(rows: list[dict]) -> list[str]:
     lines = [
-        "| dataset | initial identifiers | arm | epochs | seeds | Recall@10 | NDCG@10 | Recall@20 "
-        "| round tested per seed |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| dataset | initial identifiers | arm | seeds | Recall@10 | NDCG@10 | NDCG@10 vs "
+        "baseline | epochs | minutes | best round per seed | item2id top-1 / top-20 before "
+        "refining | items moved | consistency prefix 1 (first -> last round) |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---|---|---|---|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
@@ -193,14 +174,69 @@ def main() -> None:
 
         def stat(key: str, group=group) -> str:
             values = np.array([g["test"][key] for g in group])
-            return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}"
+            spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
+            return f"{values.mean():.4f}{spread}"
 
-        best = ",".join(str(g["best_round"]) for g in group)
-        lines.append(
-            f"| {dataset} | {tokenizer} | {arm} | {group[0]['epochs']} | {len(group)} | "
-            f"{stat('recall@10')} | "
-            f"{stat('ndcg@10')} | {stat('recall@20')} | {best} |"
+        base = groups.get((dataset, tokenizer, "baseline"))
+        gain = "-"
+        if base and arm != "baseline":
+            ref = np.mean([g["test"]["ndcg@10"] for g in base])
+            gain = f"{100 * (np.mean([g['test']['ndcg@10'] for g in group]) / ref - 1):+.1f}%"
+        regen = "; ".join(
+            "/".join(f"{100 * x['top1']:.0f}%, {100 * x['topk']:.0f}%" for x in g["regeneration"])
+            for g in group
+            if g["regeneration"]
         )
+        moved = "; ".join(",".join(map(str, g["moved"])) for g in group if g["moved"])
+        consistency = "; ".join(
+            f"{g['consistency'][0]['prefix1']:.3f} -> {g['consistency'][-1]['prefix1']:.3f}"
+            for g in group
+            if g["consistency"] and g["consistency"][0]
+        )
+        lines.append(
+            f"| {dataset} | {tokenizer} | {arm} | {len(group)} | {stat('recall@10')} | "
+            f"{stat('ndcg@10')} | {gain} | {','.join(str(g['epochs']) for g in group)} | "
+            f"{np.mean([g['minutes'] for g in group]):.1f} | "
+            f"{','.join(str(g['best_round']) for g in group)} | {regen or '-'} | "
+            f"{moved or '-'} | {consistency or '-'} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", default=["movielens"])
+    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--total-epochs", type=int, default=60)
+    parser.add_argument("--settings", default="{}", help="JSON TrainConfig fields of every arm")
+    parser.add_argument("--levers", default="{}", help="JSON TrainConfig fields of the levers arm")
+    parser.add_argument(
+        "--report", action="store_true", help="only summarize the runs that finished"
+    )
+    args = parser.parse_args()
+    arms = arms_of(args)
+    if args.report:
+        results = [finished(arm) for arm in arms]
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(run, arms))
+    rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
+    OUT.mkdir(exist_ok=True)
+    payload = dict(
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        "1 thread per run",
+        settings=json.loads(args.settings),
+        levers=json.loads(args.levers),
+        total_epochs=args.total_epochs,
+        rounds=args.rounds,
+        rows=rows,
+    )
+    (OUT / "siit.json").write_text(json.dumps(payload, indent=1, default=float))
+    lines = table(rows)
     (OUT / "siit.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -11,6 +11,7 @@ from siit.decoding import (
     TrieLogitsProcessor,
     TrieTables,
     beam_search,
+    candidate_log_probs,
     dict_trie_allowed_fn,
     exact_scores,
     generate,
@@ -233,3 +234,17 @@ def test_identifier_scores_are_the_level_softmax_of_the_full_logits(setup):
             1,
         )
     torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_candidate_log_probs_equal_teacher_forcing(setup):
+    """Scoring K candidates on copies of one prompt's cache gives the same log-probs as
+    teacher forcing each candidate after its own copy of the prompt."""
+    model, identifiers, prompt = setup
+    rng = np.random.default_rng(0)
+    k = 4
+    codes = identifiers.codes[rng.integers(0, identifiers.n_items, (len(prompt), k))]
+    found = candidate_log_probs(model, prompt, codes)
+    target = model.code_tokens(codes.reshape(-1, codes.shape[-1]))
+    with model.evaluating(), torch.no_grad():
+        forced = model.token_log_probs(np.repeat(prompt, k, 0), target).sum(1)
+    np.testing.assert_allclose(found, forced.view(len(prompt), k).cpu().numpy(), atol=1e-4)

@@ -161,12 +161,18 @@ def test_add_items_needs_a_model_that_learned_item2id(tmp_path):
         siit.add_items(tmp_path, {"x": {"title": "red item"}})
 
 
+def split_keys() -> set[str]:
+    return {f"{m}@10_{part}" for m in ("recall", "ndcg") for part in ("moved", "kept")}
+
+
 def test_evaluate_the_last_checkpoint(finished):
     """`at="last"` evaluates the final round's model and identifiers: its validation
     metrics are the ones the run recorded for that round."""
     result, out = finished
     last = siit.evaluate(out, tiny_dataset(), split="valid", at="last")
-    assert last == pytest.approx(result.rounds[-1].valid)
+    recorded = result.rounds[-1].valid  # also splits refined rounds by moved targets
+    assert last == pytest.approx({k: recorded[k] for k in last})
+    assert set(recorded) - set(last) == {"moved_share", *split_keys()}
     if result.best_round == len(result.rounds) - 1:
         assert siit.evaluate(out, tiny_dataset(), at="last") == pytest.approx(result.test)
     with pytest.raises(ValueError, match="at must be"):

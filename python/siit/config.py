@@ -72,6 +72,16 @@ class TrainConfig:
     refine_beams: int = 20
     diversity: float = 0.0
     keep_current: bool = True  # the current identifier competes with the beams
+    # only items whose best beam beats their current identifier's log-prob by this much
+    # move (needs keep_current); None: every item takes the assignment's choice
+    refine_margin: float | None = None
+    # candidate scores: "item2id" (the paper), "seqrec" (the mean log-prob of the candidate
+    # after the histories of up to refine_occurrences of the item's training samples) or
+    # "both" (their sum)
+    refine_evidence: str = "item2id"
+    refine_occurrences: int = 8
+    # with rounds: the semantic consistency of each round's identifiers (text embeddings)
+    diagnostics: bool = True
     # evaluation
     beams: int = 20
     eval_mode: str = "beam"  # "beam" or "exact" (teacher-forced scores of every item)
@@ -105,6 +115,7 @@ class TrainConfig:
             "eval_every",
             "batch_size",
             "refine_beams",
+            "refine_occurrences",
             "beams",
             "eval_batch_size",
             "text_vocab_size",
@@ -136,6 +147,15 @@ class TrainConfig:
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         need(self.diversity >= 0, f"diversity must be >= 0, got {self.diversity}")
+        need(
+            self.refine_evidence in ("item2id", "seqrec", "both"),
+            f"refine_evidence must be 'item2id', 'seqrec' or 'both', got {self.refine_evidence!r}",
+        )
+        need(
+            self.refine_margin is None or (self.refine_margin >= 0 and self.keep_current),
+            "refine_margin must be None or >= 0, and needs keep_current=True (the margin is "
+            f"over the current identifier's score), got {self.refine_margin!r}",
+        )
         need(
             self.lr_schedule in ("constant", "cosine"),
             f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}",

@@ -202,6 +202,26 @@ def _next_step(
 
 
 @torch.no_grad()
+def candidate_log_probs(model: RecModel, prompt: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Log-prob (B, K) of K candidate identifiers (B, K, L) after each prompt (B, P), scored
+    level by level over that level's codes as in beam search: each prompt runs once and its
+    candidates continue on copies of its cache."""
+    b, k, levels = codes.shape
+    c = torch.as_tensor(codes, device=model.device)
+    with model.evaluating():
+        out, state = _first_step(model, prompt)
+        total = model.level_log_probs(out.logits[:, -1], 0).gather(1, c[:, :, 0]).double()
+        rows = torch.arange(b, device=model.device).repeat_interleave(k)
+        for t in range(1, levels):
+            tokens = (c[:, :, t - 1] + int(model.level_offsets[t - 1])).reshape(-1, 1)
+            out = _next_step(model, state, _cache_of(out), rows, tokens, t - 1)
+            rows = torch.arange(b * k, device=model.device)
+            logp = model.level_log_probs(out.logits[:, -1], t).view(b, k, -1)
+            total += logp.gather(2, c[:, :, t : t + 1])[..., 0]
+    return total.cpu().numpy()
+
+
+@torch.no_grad()
 def beam_search(
     model: RecModel,
     prompt: np.ndarray,

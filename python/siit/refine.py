@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from ._core import assign_unique
-from .decoding import beam_search
+from .data import Samples
+from .decoding import beam_search, candidate_log_probs
 from .identifiers import Identifiers
 from .models import RecModel
 from .progress import progress_bar
@@ -39,6 +40,8 @@ class RefineReport:
     entropy_bits: tuple[float, ...]  # code entropy per level after the round
     mean_rank0_logprob: float  # mean log-prob of the best candidate
     seconds: float
+    # how the beams matched the identifiers before the round (diagnostics.regeneration)
+    regeneration: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +104,58 @@ def propose(
                 ]
                 scores[lo : lo + batch_size, -1] = current_scores(model, prompt, target, penalty)
     return candidates, scores
+
+
+def collaborative_scores(
+    model: RecModel,
+    tasks: TaskBuilder,
+    samples: Samples,
+    items: np.ndarray,
+    candidates: np.ndarray,
+    per_item: int = 8,
+    batch_size: int = 64,
+    seed: int | list[int] = 0,
+) -> np.ndarray:
+    """Where the recommender expects each item: the mean seqrec log-prob (n, K) of the
+    item's candidates (n, K, L) after the histories of up to `per_item` of its training
+    samples (a seeded random choice); NaN for an item that is never a training target."""
+    slot = np.full(tasks.n_items, -1)
+    slot[items] = np.arange(len(items))
+    owner = slot[samples.targets]
+    rows = np.flatnonzero(owner >= 0)
+    rows = rows[np.lexsort((np.random.default_rng(seed).random(len(rows)), owner[rows]))]
+    group = owner[rows]
+    first = np.r_[True, group[1:] != group[:-1]] if len(rows) else np.zeros(0, bool)
+    rank = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+    keep = rows[rank < per_item]
+    sums = np.zeros(candidates.shape[:2])
+    for lo in range(0, len(keep), batch_size):
+        part = keep[lo : lo + batch_size]
+        prompt, _ = tasks.seqrec(samples.histories[part])
+        np.add.at(sums, owner[part], candidate_log_probs(model, prompt, candidates[owner[part]]))
+    counts = np.bincount(owner[keep], minlength=len(items))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
+def combine_evidence(item2id: np.ndarray, seqrec: np.ndarray, evidence: str) -> np.ndarray:
+    """Candidate scores from the item2id log-probs and the collaborative ones: "item2id",
+    "seqrec" or "both" (their sum). Unfilled beams stay -inf; items without collaborative
+    evidence keep their item2id scores."""
+    if evidence == "item2id":
+        return item2id
+    combined = seqrec if evidence == "seqrec" else item2id + seqrec
+    usable = np.isfinite(item2id) & ~np.isnan(seqrec)
+    return np.where(usable, combined, item2id)
+
+
+def gate_by_margin(scores: np.ndarray, margin: float) -> np.ndarray:
+    """Scores where an item whose best beam does not beat its current identifier (the last
+    column, from `propose(keep_current=True)`) by `margin` can only keep it."""
+    stay = scores[:, :-1].max(1, initial=-np.inf) < scores[:, -1] + margin
+    gated = scores.copy()
+    gated[stay, :-1] = -np.inf
+    return gated
 
 
 def assign(

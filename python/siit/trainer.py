@@ -23,7 +23,8 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,20 @@ import torch.distributed as dist
 from .config import OBJECT, TrainConfig
 from .data import Dataset, Samples, Windows
 from .decoding import TrieTables, beam_search, exact_scores
+from .diagnostics import regeneration, semantic_consistency, split_by_moved
+from .embed import embed, item_texts
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, ranking_metrics
 from .models import RecModel
 from .progress import progress_bar
-from .refine import RefineReport, assign, propose
+from .refine import (
+    RefineReport,
+    assign,
+    collaborative_scores,
+    combine_evidence,
+    gate_by_margin,
+    propose,
+)
 from .tasks import TaskBuilder
 
 log = logging.getLogger("siit")
@@ -111,6 +121,8 @@ class RoundResult:
     epochs: int = 0  # trained in this round
     best_epoch: int = 0  # whose weights the round kept
     curve: list[dict[str, float]] = field(default_factory=list)  # every validation
+    # semantic consistency of the round's identifiers (diagnostics, runs with rounds)
+    consistency: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -271,6 +283,8 @@ class Trainer:
             losses={},
             curve=[],  # this round's validations
         )
+        self._moved: tuple[int, np.ndarray] | None = None
+        self._embeddings: np.ndarray | None = None
 
     # -- samples -----------------------------------------------------------------------------
 
@@ -440,12 +454,37 @@ class Trainer:
             self.config.keep_current,
             progress=self.config.progress and self.procs.main,
         )
+        if self.config.refine_evidence != "item2id":
+            seqrec = collaborative_scores(
+                self.rec,
+                self.tasks,
+                self.prefix_samples,
+                mine,
+                cand,
+                self.config.refine_occurrences,
+                self.config.eval_batch_size,
+                seed=[self.config.seed, self.state["round"]],
+            )
+            scores = combine_evidence(scores, seqrec, self.config.refine_evidence)
         parts = self.procs.gather((cand, scores))
         cand = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
+        regen = regeneration(cand[:, : self.config.refine_beams], self.identifiers.codes[items])
+        if self.config.refine_margin is not None:
+            scores = gate_by_margin(scores, self.config.refine_margin)
         new, report = assign(self.identifiers, items, cand, scores, time.perf_counter() - start)
+        report = replace(report, regeneration=regen)
         self.identifiers = new
         self.tasks.set_identifiers(new)
+        log.info(
+            "round %d: before refinement, item2id regenerates %.1f%% of the identifiers as its "
+            "best beam, %.1f%% among its %d beams (best beam's prefix per level %s)",
+            self.state["round"],
+            100 * regen["top1"],
+            100 * regen["topk"],
+            self.config.refine_beams,
+            regen["top1_prefix"],
+        )
         log.info(
             "round %d refinement: %d items changed identifier, %d kept theirs, %d took their best "
             "beam, %d fell back, %d without text kept theirs; codes used per level %s, "
@@ -466,8 +505,44 @@ class Trainer:
     def evaluate(self, samples: Samples, desc: str) -> dict[str, float]:
         seen = self.dataset.seen_items(samples) if self.config.exclude_history else None
         return evaluate_samples(
-            self.rec, self.tasks, self.identifiers, samples, self.config, self.procs, desc, seen
+            self.rec,
+            self.tasks,
+            self.identifiers,
+            samples,
+            self.config,
+            self.procs,
+            desc,
+            seen,
+            moved=self.moved(),
         )
+
+    @cached_property
+    def prefix_samples(self) -> Samples:
+        """Every training prefix as a sample, whatever layout the model trains on: where
+        refinement looks for an item's collaborative evidence."""
+        return self.dataset.train_samples()
+
+    def moved(self) -> np.ndarray | None:
+        """Per item, whether the refinement that opened this round changed its identifier
+        (None in round 0): read back from the previous round's index, so a resumed run
+        knows it too."""
+        r = self.state["round"]
+        if r == 0:
+            return None
+        if self._moved is None or self._moved[0] != r:
+            before = Identifiers.load(self.dir / "index" / f"round-{r - 1}.index.json")
+            self._moved = (r, (before.codes != self.identifiers.codes).any(1))
+        return self._moved[1]
+
+    def consistency(self) -> dict[str, float] | None:
+        """Semantic consistency of the current identifiers, for runs that refine."""
+        config = self.config
+        if not (config.diagnostics and config.rounds > 0 and self.dataset.has_text):
+            return None
+        if self._embeddings is None:
+            texts = item_texts(self.dataset.item_text)
+            self._embeddings = embed(texts, progress=config.progress and self.procs.main)
+        return semantic_consistency(self.identifiers.codes, self._embeddings)
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -610,6 +685,7 @@ class Trainer:
                 epochs=state["epoch"],
                 best_epoch=int(best["epoch"]),
                 curve=curve,
+                consistency=state.get("consistency"),
             )
             log.info(
                 "round %d: best validation at epoch %d of %d: %s",
@@ -653,8 +729,18 @@ class Trainer:
                 mine.copy_(theirs.to(mine.dtype))
 
     def write_index(self, r: int) -> None:
+        """The round's identifiers, and their semantic consistency in the state."""
         if self.procs.main:
             self.identifiers.save(self.dir / "index" / f"round-{r}.index.json")
+            self.state["consistency"] = self.consistency()
+            if self.state["consistency"]:
+                log.info(
+                    "round %d identifiers: mean text cosine of items sharing 1, 2 codes %s "
+                    "(all pairs %s)",
+                    r,
+                    [self.state["consistency"][f"prefix{d}"] for d in (1, 2)],
+                    self.state["consistency"]["all"],
+                )
 
     def write_metrics(self, test: dict[str, float] | None = None) -> None:
         if not self.procs.main:
@@ -697,9 +783,11 @@ def evaluate_samples(
     procs: Processes | None = None,
     desc: str = "evaluate",
     seen: np.ndarray | None = None,
+    moved: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Full-ranking metrics of samples (rows sharded over processes, ranks gathered);
-    `seen` (N, S) items per sample that may not be recommended (-1 padding)."""
+    `seen` (N, S) items per sample that may not be recommended (-1 padding); with `moved`
+    (a per-item mask), also the metrics of samples whose target moved and kept."""
     procs = procs or Processes()
     rows = procs.shard(len(samples))
     tables = TrieTables.of(identifiers, rec.device) if config.eval_mode == "beam" else None
@@ -731,6 +819,8 @@ def evaluate_samples(
     out = ranking_metrics(all_ranks)
     out["invalid_share"] = sum(g[1] for g in gathered) / total
     out["duplicate_share"] = sum(g[2] for g in gathered) / total
+    if moved is not None:
+        out.update(split_by_moved(all_ranks, samples.targets, moved))
     if (out["invalid_share"] or out["duplicate_share"]) and identifiers.n_items >= config.beams:
         log.error(
             "%s: %.4f of beams invalid, %.4f duplicate",
