@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from bench_siit import RUNS, finished, run, tokenize
+from bench_siit import RUNS, finished, grid_args, run, tokenize
 
 HERE = Path(__file__).parent
 OUT = HERE / "results"
@@ -194,14 +194,11 @@ def table(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--datasets", nargs="+", default=["movielens"])
-    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    grid_args(parser)
     parser.add_argument("--seq2seq-datasets", nargs="*", default=["office"])
     parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])
     parser.add_argument("--seq2seq-seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--seq2seq-epochs", type=int, default=10)
-    parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--settings", default="{}", help="JSON object of TrainConfig fields")
     parser.add_argument("--report", action="store_true", help="only summarize finished arms")
     parser.add_argument("--peer", help=argparse.SUPPRESS)

@@ -6,7 +6,8 @@ seeds, for these arms of the decoder-only model (gpt-mini):
 - alignment only: the paper's task mix (seqrec, item2id, id2item at weight 1), no refinement;
 - siit (paper): the paper's mix and `rounds` refinements by item2id beams (k = 20) with
   collision avoidance, the beams alone competing (`keep_current=False`);
-- siit (levers): the levers under test (`--levers`, TrainConfig fields).
+- siit (NAME): SIIT with the levers under test, one arm per entry of `--levers`
+  (`{"NAME": {TrainConfig fields}}`), on top of the paper's arm.
 
 Equal budget: every arm trains under one early-stopping rule and one cap on the epochs of
 all its rounds together (`--total-epochs`; SIIT's rounds split it evenly). Selection is on
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -98,7 +100,6 @@ ARMS = {
     "baseline": dict(rounds=0, tasks={"seqrec": 1}),
     "alignment only": dict(rounds=0, tasks=PAPER_TASKS),
     "siit (paper)": dict(tasks=PAPER_TASKS, keep_current=False),
-    "siit (levers)": dict(tasks=PAPER_TASKS),
 }
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 
@@ -106,18 +107,19 @@ SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 def arms_of(args: argparse.Namespace) -> list[dict]:
     common = dict(model="gpt-mini", threads=1, progress=False, device="cpu", rounds=args.rounds)
     common.update(json.loads(args.settings))
+    variants = [(label, ARMS[label]) for label in args.arms]
+    for name, levers in json.loads(args.levers).items():
+        variants.append((f"siit ({name})", {**ARMS["siit (paper)"], **levers}))
     arms = []
     for dataset in args.datasets:
         for tokenizer in args.tokenizers:
             levels, size = SIZES[tokenizer]
             index = tokenize(dataset, tokenizer, levels, size, dry=args.report)
             for seed in args.seeds:
-                for label in args.arms:
-                    settings = dict(common, **ARMS[label])
-                    if label == "siit (levers)":
-                        settings.update(json.loads(args.levers))
+                for label, arm in variants:
+                    settings = dict(common, **arm)
                     rounds = settings["rounds"]
-                    slug = label.replace(" ", "-").replace("(", "").replace(")", "")
+                    slug = re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
                     name = f"{Path(dataset).name}-{tokenizer}-{slug}-s{seed}"
                     settings.update(
                         dataset=dataset,
@@ -203,17 +205,24 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def grid_args(parser: argparse.ArgumentParser) -> None:
+    """The grid's axes, shared by the benchmarks that train over datasets x tokenizers x seeds."""
     parser.add_argument("--datasets", nargs="+", default=["movielens"])
     parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--jobs", type=int, default=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    grid_args(parser)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--total-epochs", type=int, default=60)
     parser.add_argument("--settings", default="{}", help="JSON TrainConfig fields of every arm")
-    parser.add_argument("--levers", default="{}", help="JSON TrainConfig fields of the levers arm")
+    parser.add_argument(
+        "--levers", default="{}", help='JSON {"NAME": {TrainConfig fields}}: one SIIT arm each'
+    )
     parser.add_argument(
         "--report", action="store_true", help="only summarize the runs that finished"
     )
