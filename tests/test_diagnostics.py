@@ -8,7 +8,13 @@ import pytest
 import siit
 from siit.decoding import candidate_log_probs
 from siit.diagnostics import regeneration, semantic_consistency, split_by_moved
-from siit.refine import assign, collaborative_scores, combine_evidence, gate_by_margin
+from siit.refine import (
+    assign,
+    collaborative_scores,
+    combine_evidence,
+    free_only,
+    gate_by_margin,
+)
 from siit.tasks import TaskBuilder
 from tiny import TINY_RUN, random_identifiers, tiny_dataset, tiny_model
 
@@ -128,7 +134,32 @@ def test_combine_evidence_keeps_unfilled_beams_and_items_without_occurrences():
 
 
 def test_a_run_with_collaborative_evidence_keeps_identifiers_unique(tmp_path):
-    settings = {**TINY_RUN, "model": "gpt-tiny", "refine_evidence": "both"}
+    settings = {
+        **TINY_RUN,
+        "model": "gpt-tiny",
+        "refine_evidence": "both",
+        "refine_free_only": True,
+        "refine_margin": 0.1,
+    }
     result = siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
     assert result.identifiers.is_unique()
     assert len(result.rounds) == 2 and result.rounds[1].refine["regeneration"]
+
+
+def test_free_only_refinement_never_displaces_another_item():
+    """Item 0's best beam is item 1's identifier: by default it takes it and item 1 must
+    move; with free_only, item 0 takes a free identifier and item 1 keeps its own."""
+    identifiers = siit.Identifiers(np.array([[0, 0], [1, 1], [2, 2]]), [4, 4])
+    items = np.arange(3)
+    candidates = np.array(
+        [[[1, 1], [3, 3], [0, 0]], [[1, 2], [1, 3], [1, 1]], [[0, 3], [0, 2], [2, 2]]],
+        dtype=np.int64,
+    )
+    scores = np.array([[-0.1, -0.5, -2.0], [-3.0, -3.5, -1.0], [-5.0, -5.0, -0.5]])
+    greedy, _ = assign(identifiers, items, candidates, scores)
+    assert greedy.codes[0].tolist() == [1, 1] and greedy.codes[1].tolist() != [1, 1]
+    gated = free_only(identifiers, items, candidates, scores)
+    assert np.isneginf(gated[0, 0]) and gated[0, 2] == -2.0  # its own identifier stays
+    safe, report = assign(identifiers, items, candidates, gated)
+    assert safe.codes.tolist() == [[3, 3], [1, 1], [2, 2]]
+    assert report.changed == 1 and safe.is_unique()

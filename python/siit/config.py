@@ -79,6 +79,8 @@ class TrainConfig:
     # after the histories of up to refine_occurrences of the item's training samples) or
     # "both" (their sum)
     refine_evidence: str = "item2id"
+    # items may move only to identifiers no other item holds (no displacement cascades)
+    refine_free_only: bool = False
     refine_occurrences: int = 8
     # with rounds: the semantic consistency of each round's identifiers (text embeddings)
     diagnostics: bool = True

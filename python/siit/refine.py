@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ._core import assign_unique
+from ._core import IdentifierTrie, assign_unique
 from .data import Samples
 from .decoding import beam_search, candidate_log_probs
 from .identifiers import Identifiers
@@ -147,6 +147,17 @@ def combine_evidence(item2id: np.ndarray, seqrec: np.ndarray, evidence: str) -> 
     combined = seqrec if evidence == "seqrec" else item2id + seqrec
     usable = np.isfinite(item2id) & ~np.isnan(seqrec)
     return np.where(usable, combined, item2id)
+
+
+def free_only(
+    identifiers: Identifiers, items: np.ndarray, candidates: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """Scores where a candidate that is another item's current identifier is -inf: a move
+    then never displaces another item, so one confident item cannot set off a cascade."""
+    n, k, levels = candidates.shape
+    trie = IdentifierTrie(identifiers.codes, identifiers.codebook_sizes)
+    owner = trie.lookup(candidates.reshape(-1, levels)).reshape(n, k)
+    return np.where((owner >= 0) & (owner != items[:, None]), -np.inf, scores)
 
 
 def gate_by_margin(scores: np.ndarray, margin: float) -> np.ndarray:

@@ -46,6 +46,7 @@ from .refine import (
     assign,
     collaborative_scores,
     combine_evidence,
+    free_only,
     gate_by_margin,
     propose,
 )
@@ -470,6 +471,8 @@ class Trainer:
         cand = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
         regen = regeneration(cand[:, : self.config.refine_beams], self.identifiers.codes[items])
+        if self.config.refine_free_only:
+            scores = free_only(self.identifiers, items, cand, scores)
         if self.config.refine_margin is not None:
             scores = gate_by_margin(scores, self.config.refine_margin)
         new, report = assign(self.identifiers, items, cand, scores, time.perf_counter() - start)
