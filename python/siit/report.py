@@ -1,5 +1,5 @@
 """The PNG report of a run: the validation curve of every round, identifier churn per
-refinement, code usage and entropy per level."""
+refinement, code usage and entropy per level, and the refinement diagnostics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def write_report(metrics_path: str | Path, out: str | Path) -> Path:
-    """Draw `metrics.json` into a three-panel PNG at `out`."""
+    """Draw `metrics.json` into a four-panel PNG at `out`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,7 +16,7 @@ def write_report(metrics_path: str | Path, out: str | Path) -> Path:
 
     metrics = json.loads(Path(metrics_path).read_text())
     rounds = metrics["rounds"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
 
     ax = axes[0]
     offset = 0  # epochs of the rounds before: the curves run on one axis of epochs
@@ -85,6 +85,35 @@ def write_report(metrics_path: str | Path, out: str | Path) -> Path:
     else:
         ax.text(0.5, 0.5, "no refinement rounds", ha="center", va="center", transform=ax.transAxes)
     ax.set(title="code usage per level", xlabel="round", ylabel="distinct codes")
+
+    ax = axes[3]
+    regen = [(r["round"], r["refine"].get("regeneration")) for r in refined]
+    regen = [(x, g) for x, g in regen if g]
+    for key in ("top1", "topk"):
+        if regen:
+            ax.plot([x for x, _ in regen], [g[key] for _, g in regen], marker="o", label=key)
+    consistent = [(r["round"], r.get("consistency")) for r in rounds if r.get("consistency")]
+    for key in ("prefix1", "prefix2", "all"):
+        if consistent:
+            ax.plot(
+                [x for x, _ in consistent],
+                [c[key] for _, c in consistent],
+                linestyle="--",
+                marker=".",
+                label=f"text cosine, {key}",
+            )
+    split = [(r["round"], r["valid"]) for r in refined if "ndcg@10_moved" in r["valid"]]
+    if split:
+        twin = ax.twinx()
+        for key, style in (("ndcg@10_moved", "v"), ("ndcg@10_kept", "^")):
+            twin.plot([x for x, _ in split], [v[key] for _, v in split], style, color="black")
+        twin.set_ylabel("valid NDCG@10 of moved (v) / kept (^) targets")
+    if regen or consistent:
+        ax.legend(fontsize=7)
+        ax.set_xticks([r["round"] for r in rounds])
+    else:
+        ax.text(0.5, 0.5, "no diagnostics", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title="item2id regeneration, consistency", xlabel="round", ylabel="share / cosine")
 
     name = metrics.get("dataset", {}).get("name", "")
     fig.suptitle(f"siit run: {name}, best round {best}")
