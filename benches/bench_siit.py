@@ -165,8 +165,8 @@ def row_of(arm: dict, metrics: dict) -> dict:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| dataset | initial identifiers | arm | seeds | Recall@10 | NDCG@10 | NDCG@10 vs "
-        "baseline | epochs | minutes | best round per seed | item2id top-1 / top-20 before "
-        "refining | items moved | consistency prefix 1 (first -> last round) |",
+        "baseline | epochs | minutes | best round per seed | item2id top-1/top-20 before each "
+        "refinement | items moved per refinement | consistency prefix 1 (first -> last round) |",
         "|---|---|---|---:|---:|---:|---:|---|---:|---|---|---|---|",
     ]
     groups: dict[tuple, list] = {}
@@ -185,7 +185,7 @@ def table(rows: list[dict]) -> list[str]:
             ref = np.mean([g["test"]["ndcg@10"] for g in base])
             gain = f"{100 * (np.mean([g['test']['ndcg@10'] for g in group]) / ref - 1):+.1f}%"
         regen = "; ".join(
-            "/".join(f"{100 * x['top1']:.0f}%, {100 * x['topk']:.0f}%" for x in g["regeneration"])
+            ", ".join(f"{100 * x['top1']:.0f}%/{100 * x['topk']:.0f}%" for x in g["regeneration"])
             for g in group
             if g["regeneration"]
         )
