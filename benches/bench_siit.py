@@ -179,9 +179,11 @@ def table(rows: list[dict]) -> list[str]:
             spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
             return f"{values.mean():.4f}{spread}"
 
-        base = groups.get((dataset, tokenizer, "baseline"))
+        # paired: against the baseline's runs of the same seeds
+        seeds = {g["seed"] for g in group}
+        base = [g for g in groups.get((dataset, tokenizer, "baseline"), []) if g["seed"] in seeds]
         gain = "-"
-        if base and arm != "baseline":
+        if len(base) == len(group) and arm != "baseline":
             ref = np.mean([g["test"]["ndcg@10"] for g in base])
             gain = f"{100 * (np.mean([g['test']['ndcg@10'] for g in group]) / ref - 1):+.1f}%"
         regen = "; ".join(
