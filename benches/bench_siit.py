@@ -218,7 +218,7 @@ def grid_args(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     grid_args(parser)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--total-epochs", type=int, default=60)
     parser.add_argument("--settings", default="{}", help="JSON TrainConfig fields of every arm")

@@ -272,6 +272,8 @@ def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
         ({"lr_schedule": "linear"}, "lr_schedule"),
         ({"rounds": -1}, "rounds must be"),
         ({"tasks": {"seqrec": 1}}, "item2id task has no weight"),
+        ({"item2id_input": "vectors"}, "item2id_input must be"),
+        ({"item2id_input": "embedding", "rounds": 0}, "feeds the item2id task"),
     ],
 )
 def test_bad_configuration_fails_before_work(tmp_path, settings, message):

@@ -17,7 +17,7 @@ from ._core import assign_unique
 from .config import OBJECT, TrainConfig
 from .data import Dataset
 from .decoding import TrieTables, beam_search
-from .embed import item_texts
+from .embed import embed, item_texts
 from .identifiers import Identifiers
 from .models import DTYPES, RecModel, build_model, check_model_name
 from .report import write_report
@@ -165,6 +165,11 @@ def train(
             )
             rec.model.to(device)
     rec.model.to(DTYPES[cfg.dtype])
+    if cfg.item2id_input == "embedding":
+        vectors = embed(item_texts(data), progress=cfg.progress and procs.main)
+        if not rec.vector_tokens:  # a resumed model has its projection already
+            rec.add_item_projection(vectors.shape[1], cfg.item2id_vector_tokens)
+        rec.set_item_vectors(vectors)
     check_fits(rec, identifiers, cfg)
     torch.manual_seed(cfg.seed + procs.rank)
 
@@ -463,6 +468,9 @@ def add_items(
     empty = np.flatnonzero(~(text >= 0).any(1))
     if len(empty):
         raise ValueError(f"item {ids[empty[0]]!r} has no text to map to an identifier")
+    if rec.vector_tokens:  # the model reads each item's text embedding, not its words
+        rec.set_item_vectors(embed(item_texts(records), progress=False))
+        text = rec.vector_ids(np.arange(len(ids)))
     width = beams or cfg.refine_beams
     candidates = np.zeros((len(ids), width, identifiers.n_levels), dtype=np.int64)
     scores = np.full((len(ids), width), -np.inf)

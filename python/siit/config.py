@@ -46,6 +46,11 @@ class TrainConfig:
     text_vocab_size: int = 4000
     max_text_tokens: int = 64
     max_title_tokens: int = 24
+    # the item2id prompt's item: "text" (its word pieces) or "embedding" (its text embedding
+    # from siit.embed through a learned projection to item2id_vector_tokens input positions,
+    # so that similar items get similar prompts)
+    item2id_input: str = "text"
+    item2id_vector_tokens: int = 4
     # tasks: weight = passes over that task's samples per epoch (fractions subsample).
     # None: seqrec alone for the baseline (rounds=0; the alignment tasks cost a small model
     # recommendation quality), the paper's mix of all three when there are rounds to refine
@@ -123,6 +128,7 @@ class TrainConfig:
             "text_vocab_size",
             "max_text_tokens",
             "max_title_tokens",
+            "item2id_vector_tokens",
         ):
             value = getattr(self, name)
             need(
@@ -157,6 +163,10 @@ class TrainConfig:
             self.refine_margin is None or (self.refine_margin >= 0 and self.keep_current),
             "refine_margin must be None or >= 0, and needs keep_current=True (the margin is "
             f"over the current identifier's score), got {self.refine_margin!r}",
+        )
+        need(
+            self.item2id_input in ("text", "embedding"),
+            f"item2id_input must be 'text' or 'embedding', got {self.item2id_input!r}",
         )
         need(
             self.lr_schedule in ("constant", "cosine"),
@@ -203,6 +213,11 @@ class TrainConfig:
             self.rounds == 0 or self.tasks["item2id"] > 0,
             f"rounds={self.rounds} refine identifiers from the item2id prompt, but the item2id "
             "task has no weight; give it one (tasks.item2id) or set rounds=0",
+        )
+        need(
+            self.item2id_input == "text" or self.tasks["item2id"] > 0,
+            "item2id_input='embedding' feeds the item2id task, which has no weight; give it "
+            "one (tasks.item2id) or leave item2id_input='text'",
         )
         return self
 

@@ -149,9 +149,7 @@ def _first_step(model: RecModel, prompt: np.ndarray) -> tuple[Any, dict[str, tor
     net = model.model
     inputs = model.inputs(prompt)
     if model.kind == "seq2seq":
-        encoder = net.get_encoder()(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
-        )
+        encoder = net.get_encoder()(**inputs)  # input ids or embeddings, and the mask
         state = {"hidden": encoder.last_hidden_state, "mask": inputs["attention_mask"]}
         start = torch.full(
             (len(prompt), 1), int(net.config.decoder_start_token_id), device=model.device

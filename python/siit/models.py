@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,10 @@ PromptStyle = Literal["plain", "natural"]
 
 # Task markers of the plain (from-scratch) prompts; pretrained models read natural prompts.
 TASK_TOKENS = ("<seqrec>", "<item2id>", "<id2item>")
+# The learned projection of item text embeddings (item2id_input="embedding"), a submodule of
+# the model so that it trains, moves and is saved with it.
+PROJECTION = "siit_item_projection"
+PROJECTION_FILE = "item_projection.safetensors"
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -161,6 +165,11 @@ class RecModel:
     codebook_sizes: tuple[int, ...]
     prefixes: tuple[str, ...]
     level_offsets: np.ndarray  # (L,) token id of code 0 of each level
+    # item2id from text embeddings: each item's vector becomes `vector_tokens` input
+    # positions through the projection; prompts reach them by virtual token ids past the
+    # vocabulary (`vector_ids`), resolved against `item_vectors` (set_item_vectors)
+    vector_tokens: int = 0
+    item_vectors: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_levels(self) -> int:
@@ -202,6 +211,59 @@ class RecModel:
     def prompt_ids(self, text: str) -> np.ndarray:
         return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], np.int64)
 
+    # -- item vectors as input -----------------------------------------------------------
+
+    @property
+    def vector_base(self) -> int:
+        """The first virtual token id: past every row of the input embedding table."""
+        return int(self.model.get_input_embeddings().num_embeddings)
+
+    def add_item_projection(self, dim: int, tokens: int) -> None:
+        """A learned projection of `dim`-sized item vectors to `tokens` input positions."""
+        if self.vector_tokens:
+            raise ValueError("the model already has an item vector projection")
+        if dim < 1 or tokens < 1:
+            raise ValueError(f"item vectors need dim >= 1 and tokens >= 1, got {dim}, {tokens}")
+        hidden = self.model.get_input_embeddings().embedding_dim
+        projection = torch.nn.Linear(dim, tokens * hidden)
+        param = next(self.model.parameters())
+        self.model.add_module(PROJECTION, projection.to(param.device, param.dtype))
+        self.vector_tokens = tokens
+
+    def set_item_vectors(self, vectors: np.ndarray) -> None:
+        """The table that `vector_ids(i)` reads: row i is item i's vector."""
+        if not self.vector_tokens:
+            raise ValueError("the model has no item vector projection (add_item_projection)")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        dim = getattr(self.model, PROJECTION).in_features
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise ValueError(f"item vectors must be (n, {dim}), got shape {vectors.shape}")
+        self.item_vectors = torch.as_tensor(vectors, device=self.device)
+
+    def vector_ids(self, items: np.ndarray) -> np.ndarray:
+        """Virtual token ids (n, vector_tokens) of items' vectors, for prompts."""
+        items = np.asarray(items, dtype=np.int64)
+        if self.item_vectors is None or (len(items) and items.max() >= len(self.item_vectors)):
+            raise ValueError("item vectors are not set for these items (set_item_vectors)")
+        k = self.vector_tokens
+        return self.vector_base + items[:, None] * k + np.arange(k)
+
+    def _embed_vectors(self, ids: torch.Tensor, pad: int) -> dict[str, torch.Tensor]:
+        """`input_ids`, or `inputs_embeds` where virtual tokens stand for item vectors."""
+        base = self.vector_base
+        virtual = ids >= base
+        if not self.vector_tokens or not bool(virtual.any()):
+            return {"input_ids": ids}
+        if self.item_vectors is None:
+            raise ValueError("the prompts hold item vector tokens but no item vectors are set")
+        emb = self.model.get_input_embeddings()(ids.masked_fill(virtual, pad))
+        offset = ids[virtual] - base
+        k = self.vector_tokens
+        vectors = self.item_vectors[offset // k].to(emb.dtype)
+        projected = getattr(self.model, PROJECTION)(vectors).view(len(offset), k, -1)
+        slots = projected[torch.arange(len(offset), device=ids.device), offset % k]
+        return {"inputs_embeds": emb.index_put(torch.nonzero(virtual, as_tuple=True), slots)}
+
     # -- tensors -------------------------------------------------------------------------
 
     def inputs(
@@ -213,7 +275,7 @@ class RecModel:
         p = torch.as_tensor(prompt, device=device)
         if self.kind == "seq2seq":
             out = {
-                "input_ids": p.clamp(min=0).masked_fill(p < 0, self.pad_id),
+                **self._embed_vectors(p.masked_fill(p < 0, self.pad_id), self.pad_id),
                 "attention_mask": (p >= 0).long(),
             }
             if target is not None:
@@ -225,7 +287,7 @@ class RecModel:
         seq = p if target is None else torch.cat([p, torch.as_tensor(target, device=device)], 1)
         mask = (seq >= 0).long()
         return {
-            "input_ids": seq.masked_fill(seq < 0, self.pad_id),
+            **self._embed_vectors(seq.masked_fill(seq < 0, self.pad_id), self.pad_id),
             "attention_mask": mask,
             "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
         }
@@ -326,8 +388,18 @@ class RecModel:
         """Weights as safetensors, tokenizer files and `siit_model.json`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with _quiet_transformers():
-            self.model.save_pretrained(directory, safe_serialization=True)
+        projection = self.model._modules.pop(PROJECTION, None)  # not an architecture weight
+        try:
+            with _quiet_transformers():
+                self.model.save_pretrained(directory, safe_serialization=True)
+        finally:
+            if projection is not None:
+                self.model.add_module(PROJECTION, projection)
+        if projection is not None:
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().contiguous() for k, v in projection.state_dict().items()}
+            save_file(state, str(directory / PROJECTION_FILE))
         self.tokenizer.save_pretrained(directory)
         meta = dict(
             kind=self.kind,
@@ -336,6 +408,11 @@ class RecModel:
             prefixes=list(self.prefixes),
             level_offsets=self.level_offsets.tolist(),
         )
+        if self.vector_tokens:
+            meta.update(
+                vector_tokens=self.vector_tokens,
+                vector_dim=getattr(self.model, PROJECTION).in_features,
+            )
         (directory / "siit_model.json").write_text(json.dumps(meta, indent=1))
         return directory
 
@@ -357,7 +434,7 @@ class RecModel:
             for tensor in [*model.parameters(), *model.buffers()]:
                 tensor.data = tensor.data.clone()
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        return cls(
+        rec = cls(
             model=model,
             tokenizer=tokenizer,
             kind=meta["kind"],
@@ -366,6 +443,18 @@ class RecModel:
             prefixes=tuple(meta["prefixes"]),
             level_offsets=np.asarray(meta["level_offsets"], dtype=np.int64),
         )
+        if meta.get("vector_tokens"):
+            rec.add_item_projection(int(meta["vector_dim"]), int(meta["vector_tokens"]))
+            rec._load_projection(directory)
+        return rec
+
+    def _load_projection(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        path = directory / PROJECTION_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the saved model has no projection weights")
+        getattr(self.model, PROJECTION).load_state_dict(load_file(str(path)))
 
 
 def train_text_tokenizer(

@@ -95,8 +95,8 @@ class TaskBuilder:
         return self.model.text_ids(self._spaced(texts), self.max_text_tokens)
 
     def item2id_prompts(self, text: np.ndarray) -> np.ndarray:
-        """item2id prompts of text token ids (n, T) from `text_ids`, for items in or out of
-        the dataset."""
+        """item2id prompts of text token ids (n, T) from `text_ids` (or of the model's
+        `vector_ids`), for items in or out of the dataset."""
         return self._prompt("item2id", text)
 
     def set_identifiers(self, identifiers: Identifiers) -> None:
@@ -149,7 +149,9 @@ class TaskBuilder:
         return prompt, trim(target, left=False)
 
     def item2id(self, items: np.ndarray):
-        return self.item2id_prompts(self.text[items]), self.code_tokens[items]
+        # a model with an item vector projection reads the item's embedding, not its words
+        middle = self.model.vector_ids(items) if self.model.vector_tokens else self.text[items]
+        return self.item2id_prompts(middle), self.code_tokens[items]
 
     def id2item(self, items: np.ndarray):
         title = self.title[items]

@@ -263,7 +263,10 @@ class Trainer:
         self.net: Any = model.model
         if procs.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(model.model, device_ids=ids)
+            # batches without item2id prompts leave the item vector projection unused
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                model.model, device_ids=ids, find_unused_parameters=bool(model.vector_tokens)
+            )
         decay = [p for n, p in model.model.named_parameters() if p.ndim > 1]
         no_decay = [p for n, p in model.model.named_parameters() if p.ndim <= 1]
         self.optimizer = torch.optim.AdamW(
