@@ -13,7 +13,9 @@ Equal budget: every arm trains under one early-stopping rule and one cap on the 
 all its rounds together (`--total-epochs`; SIIT's rounds split it evenly). Selection is on
 validation only; test is read once per run. Each (dataset, tokenizer) pair is tokenized once
 (seed 0), so the comparison is paired. Runs go to benches/runs/ as `siit train`
-subprocesses, `--jobs` at a time with one thread each; finished runs are not repeated.
+subprocesses, `--jobs` at a time with one thread each; finished runs are not repeated and
+interrupted ones resume from their checkpoint, so a grid can grow over several calls
+(`--arms` with no name runs only the `--levers` arms; `--report` tabulates what finished).
 
     python benches/bench_siit.py --datasets ../shared/data/office --tokenizers rqvae cid \
         --seeds 0 1 2 --jobs 2
