@@ -71,6 +71,11 @@ def tokenize(dataset: str, tokenizer: str, levels: int, size: int, dry: bool = F
     return path
 
 
+def json_arg(value: str) -> dict:
+    """A JSON object given inline or as the path of a .json file."""
+    return json.loads(Path(value).read_text() if value.endswith(".json") else value)
+
+
 def finished(arm: dict) -> dict | None:
     metrics = Path(arm["output_dir"]) / "metrics.json"
     if metrics.exists() and json.loads(metrics.read_text()).get("test"):
@@ -108,9 +113,9 @@ SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 
 def arms_of(args: argparse.Namespace) -> list[dict]:
     common = dict(model="gpt-mini", threads=1, progress=False, device="cpu", rounds=args.rounds)
-    common.update(json.loads(args.settings))
+    common.update(json_arg(args.settings))
     variants = [(label, ARMS[label]) for label in args.arms]
-    for name, levers in json.loads(args.levers).items():
+    for name, levers in json_arg(args.levers).items():
         variants.append((f"siit ({name})", {**ARMS["siit (paper)"], **levers}))
     arms = []
     for dataset in args.datasets:
@@ -223,9 +228,16 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--total-epochs", type=int, default=60)
-    parser.add_argument("--settings", default="{}", help="JSON TrainConfig fields of every arm")
     parser.add_argument(
-        "--levers", default="{}", help='JSON {"NAME": {TrainConfig fields}}: one SIIT arm each'
+        "--settings",
+        default="{}",
+        help="JSON TrainConfig fields of every arm (inline or a .json file)",
+    )
+    parser.add_argument(
+        "--levers",
+        default="{}",
+        help='JSON {"NAME": {TrainConfig fields}}: one SIIT arm each (inline or a .json file, '
+        "e.g. benches/siit_levers.json)",
     )
     parser.add_argument(
         "--report", action="store_true", help="only summarize the runs that finished"
@@ -242,8 +254,8 @@ def main() -> None:
     payload = dict(
         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         "1 thread per run",
-        settings=json.loads(args.settings),
-        levers=json.loads(args.levers),
+        settings=json_arg(args.settings),
+        levers=json_arg(args.levers),
         total_epochs=args.total_epochs,
         rounds=args.rounds,
         rows=rows,
