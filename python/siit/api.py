@@ -468,15 +468,16 @@ def add_items(
     empty = np.flatnonzero(~(text >= 0).any(1))
     if len(empty):
         raise ValueError(f"item {ids[empty[0]]!r} has no text to map to an identifier")
-    if rec.vector_tokens:  # the model reads each item's text embedding, not its words
+    middle = text  # the item2id prompt's item: its words, or its text embedding
+    if rec.vector_tokens:
         rec.set_item_vectors(embed(item_texts(records), progress=False))
-        text = rec.vector_ids(np.arange(len(ids)))
+        middle = rec.vector_ids(np.arange(len(ids)))
     width = beams or cfg.refine_beams
     candidates = np.zeros((len(ids), width, identifiers.n_levels), dtype=np.int64)
     scores = np.full((len(ids), width), -np.inf)
     step = cfg.eval_batch_size
     for lo in range(0, len(ids), step):
-        found = beam_search(rec, tasks.item2id_prompts(text[lo : lo + step]), width)
+        found = beam_search(rec, tasks.item2id_prompts(middle[lo : lo + step]), width)
         candidates[lo : lo + step, : found.codes.shape[1]] = found.codes
         scores[lo : lo + step, : found.scores.shape[1]] = found.scores
     codes, rank = assign_unique(

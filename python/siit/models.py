@@ -248,7 +248,7 @@ class RecModel:
         k = self.vector_tokens
         return self.vector_base + items[:, None] * k + np.arange(k)
 
-    def _embed_vectors(self, ids: torch.Tensor, pad: int) -> dict[str, torch.Tensor]:
+    def _embed_vectors(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """`input_ids`, or `inputs_embeds` where virtual tokens stand for item vectors."""
         base = self.vector_base
         virtual = ids >= base
@@ -256,7 +256,7 @@ class RecModel:
             return {"input_ids": ids}
         if self.item_vectors is None:
             raise ValueError("the prompts hold item vector tokens but no item vectors are set")
-        emb = self.model.get_input_embeddings()(ids.masked_fill(virtual, pad))
+        emb = self.model.get_input_embeddings()(ids.masked_fill(virtual, self.pad_id))
         offset = ids[virtual] - base
         k = self.vector_tokens
         vectors = self.item_vectors[offset // k].to(emb.dtype)
@@ -275,7 +275,7 @@ class RecModel:
         p = torch.as_tensor(prompt, device=device)
         if self.kind == "seq2seq":
             out = {
-                **self._embed_vectors(p.masked_fill(p < 0, self.pad_id), self.pad_id),
+                **self._embed_vectors(p.masked_fill(p < 0, self.pad_id)),
                 "attention_mask": (p >= 0).long(),
             }
             if target is not None:
@@ -287,7 +287,7 @@ class RecModel:
         seq = p if target is None else torch.cat([p, torch.as_tensor(target, device=device)], 1)
         mask = (seq >= 0).long()
         return {
-            **self._embed_vectors(seq.masked_fill(seq < 0, self.pad_id), self.pad_id),
+            **self._embed_vectors(seq.masked_fill(seq < 0, self.pad_id)),
             "attention_mask": mask,
             "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
         }
