@@ -10,7 +10,8 @@ seeds, for these arms of the decoder-only model (gpt-mini):
   (`{"NAME": {TrainConfig fields}}`), on top of the paper's arm.
 
 Equal budget: every arm trains under one early-stopping rule and one cap on the epochs of
-all its rounds together (`--total-epochs`; SIIT's rounds split it evenly). Selection is on
+all its rounds together (`--total-epochs`; SIIT's rounds split it evenly, or an arm sets
+`max_epochs_first_round` and the refined rounds share the rest). Selection is on
 validation only; test is read once per run. Each (dataset, tokenizer) pair is tokenized once
 (seed 0), so the comparison is paired. Runs go to benches/runs/ as `siit train`
 subprocesses, `--jobs` at a time with one thread each; finished runs are not repeated and
@@ -126,13 +127,17 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                 for label, arm in variants:
                     settings = dict(common, **arm)
                     rounds = settings["rounds"]
+                    first = settings.get("max_epochs_first_round")
+                    per_round = args.total_epochs // (rounds + 1)
+                    if first is not None and rounds:
+                        per_round = (args.total_epochs - first) // rounds
                     slug = re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
                     name = f"{Path(dataset).name}-{tokenizer}-{slug}-s{seed}"
                     settings.update(
                         dataset=dataset,
                         tokenizer=str(index),
                         seed=seed,
-                        max_epochs_per_round=args.total_epochs // (rounds + 1),
+                        max_epochs_per_round=per_round,
                         output_dir=str(RUNS / name),
                     )
                     arms.append(

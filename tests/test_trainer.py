@@ -245,6 +245,13 @@ def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
     assert [(r.epochs, len(r.curve)) for r in result.rounds] == [(1, 1), (1, 1)]
 
 
+def test_the_first_round_can_have_its_own_epoch_cap(tmp_path):
+    """max_epochs_first_round: round 0 trains to its own cap, refined rounds to theirs."""
+    settings = {**TINY_RUN, "rounds": 2, "max_epochs_per_round": 1, "patience": None}
+    result = siit.train(tiny_dataset(), output_dir=tmp_path, max_epochs_first_round=3, **settings)
+    assert [r.epochs for r in result.rounds] == [3, 1, 1]
+
+
 def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
     """Progress bars are for terminals: with standard error captured (not a terminal) no
     carriage-return bar reaches it, and train.log has one line per epoch and validation."""
@@ -271,6 +278,7 @@ def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
         ({"epochs": 3}, "unknown setting"),
         ({"lr_schedule": "linear"}, "lr_schedule"),
         ({"rounds": -1}, "rounds must be"),
+        ({"max_epochs_first_round": 0}, "max_epochs_first_round must be None or"),
         ({"tasks": {"seqrec": 1}}, "item2id task has no weight"),
         ({"item2id_input": "vectors"}, "item2id_input must be"),
         ({"item2id_input": "embedding", "rounds": 0}, "feeds the item2id task"),

@@ -63,6 +63,9 @@ class TrainConfig:
     # keeps its best weights. patience=None trains exactly max_epochs_per_round epochs.
     rounds: int = 0
     max_epochs_per_round: int = 60
+    # round 0's cap (and cosine horizon) when it differs: train on the initial identifiers
+    # to convergence, then refine in short rounds; None: max_epochs_per_round
+    max_epochs_first_round: int | None = None
     patience: int | None = 10
     # a round also ends (after validating) once it has run this long, refinement included
     max_minutes_per_round: float | None = None
@@ -141,7 +144,13 @@ class TrainConfig:
                 isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                 f"{name} must be an integer >= 0, got {value!r}",
             )
-        for name in ("samples_per_user", "valid_users", "threads", "patience"):
+        for name in (
+            "samples_per_user",
+            "valid_users",
+            "threads",
+            "patience",
+            "max_epochs_first_round",
+        ):
             value = getattr(self, name)
             need(
                 value is None or (isinstance(value, int) and value >= 1),

@@ -365,14 +365,21 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
 
+    def round_epochs(self) -> int:
+        """The current round's epoch cap: `max_epochs_first_round` for round 0 when set."""
+        first = self.config.max_epochs_first_round
+        if self.state["round"] == 0 and first is not None:
+            return first
+        return self.config.max_epochs_per_round
+
     def lr_factor(self, step: int) -> float:
         """Learning-rate factor at a step of the round: linear warmup, then constant or a
-        cosine decay over `max_epochs_per_round`."""
+        cosine decay over the round's epoch cap."""
         warm = max(1, self.config.warmup_steps)
         if step < warm:
             return (step + 1) / warm
         if self.config.lr_schedule == "cosine":
-            total = self.steps * self.config.max_epochs_per_round
+            total = self.steps * self.round_epochs()
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
         return 1.0
 
@@ -616,7 +623,7 @@ class Trainer:
 
     def _round_done(self) -> bool:
         state, config = self.state, self.config
-        if state["epoch"] >= config.max_epochs_per_round:
+        if state["epoch"] >= self.round_epochs():
             return True
         limit = config.max_minutes_per_round
         # every rank takes rank 0's clock, so that all of them stop at the same epoch
