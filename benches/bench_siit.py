@@ -109,7 +109,7 @@ ARMS = {
     "alignment only": dict(rounds=0, tasks=PAPER_TASKS),
     "siit (paper)": dict(tasks=PAPER_TASKS, keep_current=False),
 }
-SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
+SIZES = {"rqvae": (3, 256), "letter": (3, 256), "cid": (3, 32)}
 
 
 def arms_of(args: argparse.Namespace) -> list[dict]:
@@ -177,17 +177,18 @@ def row_of(arm: dict, metrics: dict) -> dict:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| dataset | initial identifiers | arm | seeds | Recall@10 | NDCG@10 | NDCG@10 vs "
-        "baseline | epochs | minutes | best round per seed | item2id top-1/top-20 before each "
-        "refinement | items moved per refinement | consistency prefix 1 (first -> last round) |",
-        "|---|---|---|---:|---:|---:|---:|---|---:|---|---|---|---|",
+        "baseline | valid NDCG@10 (selection) | epochs | minutes | best round per seed | "
+        "item2id top-1/top-20 before each refinement | items moved per refinement | "
+        "consistency prefix 1 (first -> last round) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["tokenizer"], row["arm"]), []).append(row)
     for (dataset, tokenizer, arm), group in groups.items():
 
-        def stat(key: str, group=group) -> str:
-            values = np.array([g["test"][key] for g in group])
+        def stat(key: str, part: str = "test", group=group) -> str:
+            values = np.array([g[part][key] for g in group])
             spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
             return f"{values.mean():.4f}{spread}"
 
@@ -211,7 +212,8 @@ def table(rows: list[dict]) -> list[str]:
         )
         lines.append(
             f"| {dataset} | {tokenizer} | {arm} | {len(group)} | {stat('recall@10')} | "
-            f"{stat('ndcg@10')} | {gain} | {','.join(str(g['epochs']) for g in group)} | "
+            f"{stat('ndcg@10')} | {gain} | {stat('ndcg@10', 'valid')} | "
+            f"{','.join(str(g['epochs']) for g in group)} | "
             f"{np.mean([g['minutes'] for g in group]):.1f} | "
             f"{','.join(str(g['best_round']) for g in group)} | {regen or '-'} | "
             f"{moved or '-'} | {consistency or '-'} |"
