@@ -170,6 +170,11 @@ def row_of(arm: dict, metrics: dict) -> dict:
         test=metrics["test"],
         regeneration=[r["refine"].get("regeneration") for r in refined],
         moved=[r["refine"]["changed"] for r in refined],
+        split=[
+            [r["valid"][k] for k in ("moved_share", "ndcg@10_moved", "ndcg@10_kept")]
+            for r in refined
+            if "ndcg@10_moved" in r["valid"]
+        ],
         consistency=[r.get("consistency") for r in rounds],
     )
 
@@ -179,8 +184,9 @@ def table(rows: list[dict]) -> list[str]:
         "| dataset | initial identifiers | arm | seeds | Recall@10 | NDCG@10 | NDCG@10 vs "
         "baseline | valid NDCG@10 (selection) | epochs | minutes | best round per seed | "
         "item2id top-1/top-20 before each refinement | items moved per refinement | "
+        "valid targets moved: share, NDCG@10 moved/kept (seed mean, per refinement) | "
         "consistency prefix 1 (first -> last round) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|---|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
@@ -205,6 +211,15 @@ def table(rows: list[dict]) -> list[str]:
             if g["regeneration"]
         )
         moved = "; ".join(",".join(map(str, g["moved"])) for g in group if g["moved"])
+        # seeds' mean per refinement: do the users whose target moved lose the most?
+        splits = [g["split"] for g in group if g["split"]]
+        split = (
+            ", ".join(
+                f"{100 * share:.0f}% {m:.4f}/{k:.4f}" for share, m, k in np.mean(splits, axis=0)
+            )
+            if splits and len({len(x) for x in splits}) == 1
+            else ""
+        )
         consistency = "; ".join(
             f"{g['consistency'][0]['prefix1']:.3f} -> {g['consistency'][-1]['prefix1']:.3f}"
             for g in group
@@ -216,7 +231,7 @@ def table(rows: list[dict]) -> list[str]:
             f"{','.join(str(g['epochs']) for g in group)} | "
             f"{np.mean([g['minutes'] for g in group]):.1f} | "
             f"{','.join(str(g['best_round']) for g in group)} | {regen or '-'} | "
-            f"{moved or '-'} | {consistency or '-'} |"
+            f"{moved or '-'} | {split or '-'} | {consistency or '-'} |"
         )
     return lines
 
