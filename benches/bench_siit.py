@@ -107,7 +107,7 @@ PAPER_TASKS = {"seqrec": 1, "item2id": 1, "id2item": 1}
 ARMS = {
     "baseline": dict(rounds=0, tasks={"seqrec": 1}),
     "alignment only": dict(rounds=0, tasks=PAPER_TASKS),
-    "siit (paper)": dict(tasks=PAPER_TASKS, keep_current=False),
+    "siit (paper)": dict(refine="paper", tasks=PAPER_TASKS, keep_current=False),
 }
 SIZES = {"rqvae": (3, 256), "letter": (3, 256), "cid": (3, 32)}
 

@@ -18,9 +18,42 @@ TOKENIZERS = ("rqvae", "letter", "cid", "random")
 # CID splits the co-occurrence graph into a few dozen clusters per level; the others
 # quantize embeddings with the 256-code codebooks of TIGER and LETTER.
 DEFAULT_CODEBOOK_SIZES = {"cid": 32}
-PAPER_TASKS = {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0}
+# Epochs of a run without refinement rounds (the baseline) when max_epochs_per_round is unset.
+BASELINE_EPOCHS = 60
+# Refinement presets: the values that a run with rounds > 0 takes for every lever left at
+# None. "conservative" is the best arm of the equal-budget grid (benches/results/siit.md,
+# "conservative uneven"); "paper" is the method as published. The epoch caps apply only
+# when neither max_epochs_per_round nor max_epochs_first_round is set: with rounds=2 both
+# presets train at most 60 epochs in all, as in the grid.
+REFINE_PRESETS: dict[str, dict[str, Any]] = {
+    "conservative": dict(
+        tasks={"seqrec": 1.0, "item2id": 0.25, "id2item": 0.0},
+        keep_current=True,
+        refine_evidence="both",
+        refine_free_only=True,
+        refine_margin=0.5,
+        max_epochs_first_round=40,
+        max_epochs_per_round=10,
+    ),
+    "paper": dict(
+        tasks={"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0},
+        keep_current=False,
+        refine_evidence="item2id",
+        refine_free_only=False,
+        refine_margin=None,
+        max_epochs_first_round=None,
+        max_epochs_per_round=20,
+    ),
+}
 # Marks a dataset, tokenizer or model that was passed to `siit.train` as an object.
 OBJECT = "object:"
+
+
+def _setting(default: Any, help: str, **kw: Any) -> Any:
+    """A field with its one-line description (the settings reference and `siit settings`)."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
 
 
 @dataclass
@@ -28,82 +61,125 @@ class TrainConfig:
     """Settings of `siit.train`. The defaults are the embedded CPU demo: MovieLens-100K,
     CID identifiers (3 x 32), the decoder-only gpt-mini preset trained on every position of
     each user's windows until validation NDCG@10 stops improving. SIIT's refinement rounds
-    are opt-in (`rounds`) until they beat this baseline at equal budget."""
+    are opt-in (`rounds`); with rounds, every lever left at None takes the `refine` preset's
+    value."""
 
     # data
-    dataset: str = "movielens"  # "movielens", "synthetic" or a path for Dataset.load
-    max_history: int = 50  # items of history in a prompt (decoder-only windows: + 1 target)
-    # initial identifiers: a tokenizer name or an identifiers file (.index.json, .npz)
-    tokenizer: str = "cid"
-    levels: int = 3
-    codebook_size: int | None = None  # None: 32 for CID, 256 for the others
-    tokenizer_options: dict[str, Any] = field(default_factory=dict)
-    # model: a preset, a Hugging Face name or a local directory
-    model: str = "gpt-mini"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    gguf_file: str | None = None
-    dtype: str = "float32"  # "float32", "float64" or "bfloat16" weights
-    text_vocab_size: int = 4000
-    max_text_tokens: int = 64
-    max_title_tokens: int = 24
-    # the item2id prompt's item: "text" (its word pieces) or "embedding" (its text embedding
-    # from siit.embed through a learned projection to item2id_vector_tokens input positions,
-    # so that similar items get similar prompts)
-    item2id_input: str = "text"
-    item2id_vector_tokens: int = 4
-    # tasks: weight = passes over that task's samples per epoch (fractions subsample).
-    # None: seqrec alone for the baseline (rounds=0; the alignment tasks cost a small model
-    # recommendation quality), the paper's mix of all three when there are rounds to refine
-    tasks: dict[str, float] | None = None
-    # encoder-decoder models: each user's last N prefixes as samples; None: all of them
-    samples_per_user: int | None = None
-    # schedule: round 0 trains on the initial identifiers, rounds 1..R after a refinement;
-    # each round trains until validation NDCG@10 has not improved for `patience`
-    # evaluations (every `eval_every` epochs), at most `max_epochs_per_round` epochs, and
-    # keeps its best weights. patience=None trains exactly max_epochs_per_round epochs.
-    rounds: int = 0
-    max_epochs_per_round: int = 60
-    # round 0's cap (and cosine horizon) when it differs: train on the initial identifiers
-    # to convergence, then refine in short rounds; None: max_epochs_per_round
-    max_epochs_first_round: int | None = None
-    patience: int | None = 10
-    # a round also ends (after validating) once it has run this long, refinement included
-    max_minutes_per_round: float | None = None
-    eval_every: int = 1
-    batch_size: int = 128
-    lr: float = 2e-3
-    lr_schedule: str = "cosine"  # or "constant": after warmup, over max_epochs_per_round
-    warmup_steps: int = 100  # at the start of every round
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    # refinement
-    refine_beams: int = 20
-    diversity: float = 0.0
-    keep_current: bool = True  # the current identifier competes with the beams
-    # only items whose best beam beats their current identifier's log-prob by this much
-    # move (needs keep_current); None: every item takes the assignment's choice
-    refine_margin: float | None = None
-    # candidate scores: "item2id" (the paper), "seqrec" (the mean log-prob of the candidate
-    # after the histories of up to refine_occurrences of the item's training samples) or
-    # "both" (their sum)
-    refine_evidence: str = "item2id"
-    # items may move only to identifiers no other item holds (no displacement cascades)
-    refine_free_only: bool = False
-    refine_occurrences: int = 8
-    # with rounds: the semantic consistency of each round's identifiers (text embeddings)
-    diagnostics: bool = True
+    dataset: str = _setting(
+        "movielens", '"movielens", "synthetic" or a dataset path for Dataset.load'
+    )
+    max_history: int = _setting(
+        50, "items of history in a prompt (decoder-only windows: + 1 target)"
+    )
+    # initial identifiers
+    tokenizer: str = _setting(
+        "cid", 'initial identifiers: "cid", "rqvae", "letter", "random" or an identifiers file'
+    )
+    levels: int = _setting(3, "codes per identifier")
+    codebook_size: int | None = _setting(None, "codes per level; None: 32 for CID, 256 otherwise")
+    tokenizer_options: dict[str, Any] = _setting(dict, "keyword arguments of the tokenizer")
+    # model
+    model: str = _setting(
+        "gpt-mini", "a preset (gpt-mini, t5-mini, ...), a Hugging Face name or a directory"
+    )
+    model_options: dict[str, Any] = _setting(dict, "keyword arguments of the model preset")
+    gguf_file: str | None = _setting(None, "the GGUF file inside a GGUF model repository")
+    dtype: str = _setting("float32", 'weights: "float32", "float64" or "bfloat16"')
+    text_vocab_size: int = _setting(4000, "WordPiece vocabulary of from-scratch presets")
+    max_text_tokens: int = _setting(64, "item text tokens in an item2id prompt")
+    max_title_tokens: int = _setting(24, "title tokens an id2item sample generates")
+    item2id_input: str = _setting(
+        "text",
+        'the item2id prompt\'s item: "text" (word pieces) or "embedding" (its text embedding '
+        "through a learned projection)",
+    )
+    item2id_vector_tokens: int = _setting(
+        4, "input positions of the projected embedding (item2id_input='embedding')"
+    )
+    # tasks: weight = passes over that task's samples per epoch (fractions subsample)
+    tasks: dict[str, float] | None = _setting(
+        None,
+        "task weights {seqrec, item2id, id2item}; None: seqrec alone for rounds=0, the refine "
+        "preset's mix with rounds",
+    )
+    samples_per_user: int | None = _setting(
+        None, "encoder-decoder models: each user's last N prefixes as samples; None: all"
+    )
+    # schedule
+    rounds: int = _setting(
+        0, "refinement rounds after round 0 (0: the baseline on the initial identifiers)"
+    )
+    refine: str = _setting(
+        "conservative",
+        'refinement preset for levers left at None: "conservative" (the benchmark\'s best) or '
+        '"paper"',
+    )
+    max_epochs_per_round: int | None = _setting(
+        None,
+        f"epoch cap of each round; None: {BASELINE_EPOCHS} without rounds, the refine preset's "
+        "with rounds",
+    )
+    max_epochs_first_round: int | None = _setting(
+        None, "round 0's own epoch cap (and cosine horizon); None: max_epochs_per_round"
+    )
+    patience: int | None = _setting(
+        10,
+        "validations without improvement before a round stops; None: train to the epoch cap",
+    )
+    max_minutes_per_round: float | None = _setting(
+        None, "a round also ends (after validating) once it has run this long"
+    )
+    eval_every: int = _setting(1, "validate every N epochs")
+    batch_size: int = _setting(128, "samples per optimizer step")
+    lr: float = _setting(2e-3, "peak learning rate (AdamW)")
+    lr_schedule: str = _setting(
+        "cosine", '"cosine" (over the round\'s epoch cap) or "constant", after warmup'
+    )
+    warmup_steps: int = _setting(100, "linear warmup steps at the start of every round")
+    weight_decay: float = _setting(0.01, "AdamW weight decay of matrices")
+    grad_clip: float = _setting(1.0, "gradient norm clip")
+    # refinement levers (None: the refine preset's)
+    refine_beams: int = _setting(20, "identifiers proposed per item by beam search")
+    diversity: float = _setting(0.0, "penalty on crowded codes in refinement beams")
+    keep_current: bool | None = _setting(
+        None, "the current identifier competes with the beams; None: the preset's"
+    )
+    refine_margin: float | None = _setting(
+        None,
+        "an item moves only if its best beam beats its current identifier by this much "
+        "(needs keep_current; -inf: no gate); None: the preset's",
+    )
+    refine_evidence: str | None = _setting(
+        None,
+        'candidate scores: "item2id" (the paper), "seqrec" (where the recommender expects the '
+        'item) or "both"; None: the preset\'s',
+    )
+    refine_free_only: bool | None = _setting(
+        None, "moves only to identifiers no other item holds; None: the preset's"
+    )
+    refine_occurrences: int = _setting(8, "training samples per item for seqrec evidence")
+    diagnostics: bool = _setting(
+        True, "with rounds: semantic consistency of each round's identifiers"
+    )
     # evaluation
-    beams: int = 20
-    eval_mode: str = "beam"  # "beam" or "exact" (teacher-forced scores of every item)
-    eval_batch_size: int = 64
-    valid_users: int | None = None  # validate on a fixed random subset of users
-    exclude_history: bool = False  # never recommend an item already in the history
+    beams: int = _setting(20, "beams of evaluation's constrained beam search")
+    eval_mode: str = _setting("beam", '"beam" or "exact" (teacher-forced scores of every item)')
+    eval_batch_size: int = _setting(64, "users per evaluation batch")
+    valid_users: int | None = _setting(
+        None, "validate on a fixed random subset of users; None: all"
+    )
+    exclude_history: bool = _setting(
+        False,
+        "metrics never count an item of the history (off: comparable with the literature)",
+    )
     # run
-    seed: int = 0
-    device: str = "auto"
-    output_dir: str | None = None
-    threads: int | None = None
-    progress: bool = True
+    seed: int = _setting(0, "seed of the tokenizer, model, batches and validation subset")
+    device: str = _setting("auto", '"auto" (cuda if any), "cpu", "cuda", "cuda:1", ...')
+    output_dir: str | None = _setting(
+        None, "the run directory; None: runs/<dataset>-<tokenizer>-r<rounds>-s<seed>-<time>"
+    )
+    threads: int | None = _setting(None, "torch CPU threads; None: torch's default")
+    progress: bool = _setting(True, "progress bars on a terminal")
 
     # -- checks --------------------------------------------------------------------------
 
@@ -116,6 +192,11 @@ class TrainConfig:
 
         if self.codebook_size is None:
             self.codebook_size = DEFAULT_CODEBOOK_SIZES.get(self.tokenizer, 256)
+        need(
+            self.refine in REFINE_PRESETS,
+            f"refine must be one of {list(REFINE_PRESETS)}, got {self.refine!r}",
+        )
+        self._resolve_preset()
 
         for name in (
             "max_history",
@@ -212,8 +293,10 @@ class TrainConfig:
             f"identifiers of {self.levels} levels x {self.codebook_size} codes need "
             f"{bits} bits; at most 64 fit the core's keys",
         )
-        if self.tasks is None:
-            self.tasks = dict(PAPER_TASKS) if self.rounds > 0 else {"seqrec": 1.0}
+        need(
+            isinstance(self.keep_current, bool) and isinstance(self.refine_free_only, bool),
+            "keep_current and refine_free_only must be true or false",
+        )
         try:
             self.tasks = check_task_weights(self.tasks)
         except ValueError as err:
@@ -230,6 +313,30 @@ class TrainConfig:
         )
         return self
 
+    def _resolve_preset(self) -> None:
+        """Fill the levers left at None: from the `refine` preset for a run with rounds, and
+        seqrec alone with the baseline's epoch cap for a run without."""
+        preset = REFINE_PRESETS[self.refine]
+        schedule_set = self.max_epochs_per_round is not None or (
+            self.max_epochs_first_round is not None
+        )
+        if self.rounds == 0:
+            if self.tasks is None:
+                self.tasks = {"seqrec": 1.0}
+            if self.max_epochs_per_round is None:
+                self.max_epochs_per_round = BASELINE_EPOCHS
+        elif not schedule_set:
+            self.max_epochs_per_round = preset["max_epochs_per_round"]
+            self.max_epochs_first_round = preset["max_epochs_first_round"]
+        elif self.max_epochs_per_round is None:
+            self.max_epochs_per_round = preset["max_epochs_per_round"]
+        for name in ("tasks", "keep_current", "refine_evidence", "refine_free_only"):
+            if getattr(self, name) is None:
+                value = preset[name]
+                setattr(self, name, dict(value) if isinstance(value, dict) else value)
+        if self.refine_margin is None and self.rounds > 0:
+            self.refine_margin = preset["refine_margin"]
+
     # -- files ---------------------------------------------------------------------------
 
     @classmethod
@@ -241,6 +348,15 @@ class TrainConfig:
                 f"unknown setting(s) {unknown}; known settings: {', '.join(sorted(known))}"
             )
         return cls(**values)
+
+    @classmethod
+    def from_run(cls, path: str | Path) -> TrainConfig:
+        """The settings a run directory's config.json recorded. Runs written before the
+        refinement presets recorded every lever, a margin of None meaning no gate: they
+        read as refine="paper", whose margin is None too."""
+        values = json.loads(read_text(Path(path) / "config.json"))
+        values.setdefault("refine", "paper")
+        return cls.from_dict(values)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:

@@ -123,7 +123,10 @@ def collaborative_scores(
     slot[items] = np.arange(len(items))
     owner = slot[samples.targets]
     rows = np.flatnonzero(owner >= 0)
-    rows = rows[np.lexsort((np.random.default_rng(seed).random(len(rows)), owner[rows]))]
+    # one random key per training sample, so that the choice does not depend on which
+    # items this process holds (a torchrun job picks what one process would)
+    keys = np.random.default_rng(seed).random(len(samples.targets))
+    rows = rows[np.lexsort((keys[rows], owner[rows]))]
     group = owner[rows]
     first = np.r_[True, group[1:] != group[:-1]] if len(rows) else np.zeros(0, bool)
     rank = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
