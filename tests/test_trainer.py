@@ -98,27 +98,30 @@ def test_evaluate_and_recommend_a_finished_run(finished):
 
 def test_a_loaded_run_recommends_for_many_users_at_once(finished):
     """`siit.load` gives a Recommender: one batched call answers every user as the
-    single-history `siit.recommend` does, with seen items excluded on request."""
+    single-history `siit.recommend` does; serving leaves the history's items out unless
+    asked to keep them."""
     result, out = finished
     rec = siit.load(out)
     assert rec.item_ids == result.identifiers.item_ids
     assert np.array_equal(rec.identifiers.codes, result.identifiers.codes)
+    assert repr(rec).startswith(f"Recommender({len(rec.item_ids)} items")
     histories = [["1", "2", "3"], ["7"], [4, 5, 6, 7, 8], ["3", "3", "9"]]
-    items, scores = rec.recommend(histories, k=5, batch_size=3)
+    items, scores = rec.recommend(histories, k=5, batch_size=3, exclude_history=False)
     assert items.shape == scores.shape == (4, 5)
     assert (np.diff(scores, axis=1) <= 1e-6).all()
     for row, history in enumerate(histories):
-        single = siit.recommend(history, k=5, run=out)
+        single = siit.recommend(history, k=5, run=out, exclude_history=False)
         assert [i for i, _ in single] == items[row].tolist()
         assert [s for _, s in single] == pytest.approx(scores[row].tolist(), abs=1e-5)
-    fresh, _ = rec.recommend(histories, k=5, exclude_history=True)
+    fresh, _ = rec.recommend(histories, k=5)
     for row, history in enumerate(histories):
-        seen = {rec.item_ids[h] if isinstance(h, int) else h for h in history}
-        assert not seen & set(fresh[row].tolist())
+        assert not {str(h) for h in history} & set(fresh[row].tolist())
     with pytest.raises(ValueError, match=r"histories\[1\] is empty"):
         rec.recommend([["1"], []])
-    with pytest.raises(ValueError, match=r"histories\[0\]\[0\] = 99 is not an item index"):
+    with pytest.raises(ValueError, match=r"histories\[0\]\[0\] = '99' is not a known item id"):
         rec.recommend([[99]])
+    with pytest.raises(ValueError, match=r"histories\[0\]\[0\] = 99 is not an item index"):
+        rec.recommend([[99]], indices=True)
 
 
 def test_new_items_get_identifiers_without_retraining(finished, tmp_path, capsys):
@@ -259,9 +262,14 @@ def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
     assert "\r" not in capfd.readouterr().err
     log = (tmp_path / "train.log").read_text()
     assert "\r" not in log
-    for epoch in range(2):
-        assert f"round 0 epoch {epoch}: loss seqrec" in log
-        assert f"round 0 epoch {epoch + 1} validation: recall@1" in log
+    for epoch in (1, 2):  # numbered from 1 in every line, with the round's cap
+        assert f"round 0 epoch {epoch}/2: loss seqrec" in log
+        assert f"round 0 epoch {epoch}/2 validation: recall@1" in log
+    assert "round 0: best validation at epoch 2/2" in log
+    assert "siit: done in" in log
+    metrics = _metrics(tmp_path)
+    assert [c["epoch"] for c in metrics["rounds"][0]["curve"]] == [1, 2]
+    assert metrics["rounds"][0]["max_epochs"] == 2
 
 
 # -- bad configuration fails at start ------------------------------------------------------
@@ -382,14 +390,20 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
     assert (
         main(["train", "--config", str(config), f"output_dir={out}", "max_epochs_per_round=1"]) == 0
     )
-    assert "best_round=0" in capsys.readouterr().out
+    assert "siit: done in" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["max_epochs_per_round"] == 1
-    assert main(["evaluate", str(out), "--split", "valid"]) == 0
+    assert main(["evaluate", str(out), "--split", "valid", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["recall@10"] == pytest.approx(_metrics(out)["rounds"][0]["valid"]["recall@10"])
-    assert main(["evaluate", str(out), "--at", "last"]) == 0  # a baseline's last is its best
+    assert main(["evaluate", str(out), "--at", "last", "--json"]) == 0  # a baseline's last: best
     assert json.loads(capsys.readouterr().out) == pytest.approx(_metrics(out)["test"])
+    assert main(["evaluate", str(out)]) == 0  # one line for a person
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and f"test: NDCG@10 {_metrics(out)['test']['ndcg@10']:.4f}" in line
     assert main(["recommend", str(out), "1", "2", "-k", "3"]) == 0
+    by_id = capsys.readouterr().out.strip().splitlines()
+    assert len(by_id) == 3 and not {"1", "2"} & {row.split("\t")[0] for row in by_id}
+    assert main(["recommend", str(out), "1", "2", "-k", "3", "--indices"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--config", str(config), "beams=5"])

@@ -73,18 +73,15 @@ def _config(
 ) -> TrainConfig:
     if resume is None:
         return (config or TrainConfig()).replace(**settings).check()
-    saved = Path(resume) / "config.json"
-    if not saved.is_file():
-        raise FileNotFoundError(f"cannot resume: {saved} does not exist")
+    check_run_dir(resume)
     fixed = sorted(set(settings) - RESUMABLE - {"dataset"})
     if fixed or config is not None:
         raise ValueError(
             f"a resumed run keeps its configuration; only {sorted(RESUMABLE)} may "
             f"change (got {fixed or 'config'})"
         )
-    values = json.loads(saved.read_text())
-    values.update({k: v for k, v in settings.items() if k != "dataset"}, output_dir=str(resume))
-    return TrainConfig.from_dict(values).check()
+    changes = {k: v for k, v in settings.items() if k != "dataset"}
+    return TrainConfig.from_run(resume).replace(**changes, output_dir=str(resume)).check()
 
 
 def train(
@@ -119,6 +116,7 @@ def train(
         settings["rounds"] = rounds
     if output_dir is not None:
         settings["output_dir"] = str(output_dir)
+    called = time.perf_counter()
     cfg = _config(config, resume, settings)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -200,6 +198,7 @@ def train(
         ", ".join(f"{k} {v:.4f}" for k, v in test.items()),
         time.perf_counter() - started,
     )
+    popular = trainer.most_popular["test"]
     trainer.rec = rec
     trainer.write_metrics(test)
     paths = {
@@ -213,7 +212,19 @@ def train(
         paths["report"] = write_report(run_dir / "metrics.json", run_dir / "report.png")
     procs.barrier()
     rounds_ = [RoundResult(**r) for r in trainer.state["rounds"]]
-    return TrainResult(rec, identifiers, rounds_, best_round, test, run_dir, paths)
+    result = TrainResult(
+        rec,
+        identifiers,
+        rounds_,
+        best_round,
+        test,
+        run_dir,
+        paths,
+        popular,
+        time.perf_counter() - called,
+    )
+    log.info("%s", result.summary())
+    return result
 
 
 def _run_dir(cfg: TrainConfig, data: Dataset, procs: Processes) -> Path:
@@ -281,8 +292,8 @@ def load_run(
     `catalog=True` includes the items added after training (`add_items`)."""
     if at not in ("best", "last"):
         raise ValueError(f"at must be 'best' or 'last', got {at!r}")
-    run_dir = Path(run) if run is not None else _latest_run()
-    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    run_dir = check_run_dir(run) if run is not None else _latest_run()
+    cfg = TrainConfig.from_run(run_dir)
     if at == "best":
         best = run_dir / BEST
         if not (best / "model").is_dir():
@@ -297,6 +308,25 @@ def load_run(
         rec = RecModel.load(checkpoint / "model", device)
         identifiers = Identifiers.load(checkpoint / "identifiers.npz")
     return cfg, rec, identifiers
+
+
+def check_run_dir(path: str | Path) -> Path:
+    """`path` if it is a run directory; else a ValueError that names it, says what a run
+    directory holds and, for a folder of runs, lists them."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    what = (
+        f"{path} is not a run directory: a run directory (made by siit.train) holds "
+        "config.json, metrics.json, train.log, report.png and best/"
+    )
+    if not path.exists():
+        raise ValueError(f"{what}; {path} does not exist")
+    runs = sorted(p.parent.name for p in path.glob("*/config.json"))
+    if runs:
+        shown = ", ".join(runs[-10:]) + (f" (and {len(runs) - 10} more)" if len(runs) > 10 else "")
+        raise ValueError(f"{what}; it holds {len(runs)} run(s): {shown}")
+    raise ValueError(what)
 
 
 def _latest_run() -> Path:
@@ -352,27 +382,47 @@ class Recommender:
         newest finished run under ./runs."""
         return cls(*load_run(run, device, at, catalog=True))
 
+    def __repr__(self) -> str:
+        return (
+            f"Recommender({self.identifiers.n_items} items, identifiers "
+            f"{self.identifiers.n_levels} x {list(self.identifiers.codebook_sizes)}, "
+            f"model {self.config.model!r} on {self.model.device}, "
+            f"history up to {self.config.max_history} items)"
+        )
+
     @property
     def item_ids(self) -> list[str]:
         return list(self.identifiers.item_ids)
 
-    def indices(self, histories: Sequence[Sequence[str | int]]) -> list[np.ndarray]:
-        """Item indices of each history: item ids as in the dataset (strings), or ints taken
-        as item indices. Unknown ids and empty histories raise, naming the position."""
+    def indices(
+        self, histories: Sequence[Sequence[str | int]], indices: bool = False
+    ) -> list[np.ndarray]:
+        """Item indices of each history in a batch. Items are item ids: `1` and `"1"` name
+        the same item. With `indices=True` they are 0-based item indices instead (ints).
+        A flat sequence of ids, an unknown id and an empty history raise, naming it."""
+        histories = _batch(histories)
         out = []
         n = self.identifiers.n_items
         for user, history in enumerate(histories):
-            items = np.asarray(list(history))
+            items = np.asarray(history)
             if items.size == 0:
                 raise ValueError(f"histories[{user}] is empty")
-            if items.dtype.kind in "iu":
+            if indices:
+                if items.dtype.kind not in "iu":
+                    raise TypeError(
+                        f"histories[{user}]: indices=True takes integer item indices, got "
+                        f"{items.dtype} values"
+                    )
                 bad = np.flatnonzero((items < 0) | (items >= n))
                 if len(bad):
                     raise ValueError(
-                        f"histories[{user}][{bad[0]}] = {int(items[bad[0]])} is not an item index"
+                        f"histories[{user}][{bad[0]}] = {int(items[bad[0]])} is not an item "
+                        f"index (0..{n - 1})"
                     )
                 out.append(items.astype(np.int64))
                 continue
+            if items.dtype.kind == "f":
+                raise TypeError(f"histories[{user}] holds floats; item ids are strings or integers")
             items = items.astype(str)
             pos = np.minimum(np.searchsorted(self._sorted, items), n - 1)
             bad = np.flatnonzero(self._sorted[pos] != items)
@@ -387,16 +437,19 @@ class Recommender:
         self,
         histories: Sequence[Sequence[str | int]],
         k: int = 10,
-        exclude_history: bool = False,
+        exclude_history: bool = True,
         batch_size: int | None = None,
+        indices: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The top-k next items of every history: item ids (n, k) and their log-probabilities
-        (n, k), best first. Each history is its last `max_history` items; with
-        `exclude_history`, none of a history's items is recommended. Slots that no valid
-        item fills (a catalogue smaller than k) hold "" and -inf."""
+        """The top-k next items of every history in a batch (a list of histories, each a
+        list of item ids oldest first; `1` and `"1"` are the same id, `indices=True` reads
+        ints as 0-based item indices): item ids (n, k) and their log-probabilities (n, k),
+        best first. Each history is its last `max_history` items. Serving leaves the
+        history's own items out (`exclude_history=True`); the run's metrics keep them, as
+        the literature does. Slots that no valid item fills hold "" and -inf."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        rows = self.indices(histories)
+        rows = self.indices(histories, indices)
         width = self.config.max_history
         hist = np.full((len(rows), width), -1, dtype=np.int64)
         seen = np.full((len(rows), max((len(r) for r in rows), default=1)), -1, dtype=np.int64)
@@ -416,6 +469,34 @@ class Recommender:
             scores[lo : lo + step] = found.scores[:, :k]
         ids = np.asarray(self.identifiers.item_ids, dtype=object)[np.maximum(items, 0)]
         return np.where(items >= 0, ids, ""), scores
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str | bytes | int | np.integer)
+
+
+def _batch(histories: Any) -> Sequence[Any]:
+    """`histories` as a batch of histories; a flat sequence of ids (or a string) is refused,
+    since reading each id as a history would be a silent wrong answer."""
+    if isinstance(histories, str | bytes) or _is_id(histories):
+        raise TypeError(
+            "histories must be a batch: a list of histories, each a list of item ids; "
+            f"got {type(histories).__name__} {histories!r}"
+        )
+    if isinstance(histories, np.ndarray) and histories.ndim == 1 and histories.dtype != object:
+        raise TypeError(
+            "histories must be a batch (2-D array or list of histories); got a 1-D array: "
+            "wrap one history as [history]"
+        )
+    batch = list(histories)
+    flat = [i for i, h in enumerate(batch) if _is_id(h)]
+    if flat:
+        raise TypeError(
+            f"histories[{flat[0]}] is a single item id ({batch[flat[0]]!r}), not a history: "
+            "histories is a list of histories, so one user's history is [[id, id, ...]] "
+            "(or call siit.recommend(history, run=...))"
+        )
+    return batch
 
 
 @dataclass
@@ -512,11 +593,20 @@ def recommend(
     k: int = 10,
     run: str | Path | None = None,
     device: str = "cpu",
-    exclude_history: bool = False,
+    exclude_history: bool = True,
+    indices: bool = False,
 ) -> list[tuple[str, float]]:
-    """The top-k next items (item id, log-probability) after one history of item ids
-    (strings as in the dataset, or int item indices), from a finished run's best model;
-    `exclude_history` keeps the history's items out of the list. For many users, load the
-    run once with `siit.load` and call its `recommend`."""
-    items, scores = load(run, device).recommend([history], k, exclude_history)
+    """The top-k next items (item id, log-probability) after ONE history of item ids, oldest
+    first (`1` and `"1"` are the same id; `indices=True` reads ints as 0-based indices), from
+    a finished run's best model; the history's own items are left out unless
+    `exclude_history=False`. For many users, load the run once with `siit.load` and call its
+    `recommend` with a batch."""
+    if isinstance(history, str | bytes) or _is_id(history):
+        raise TypeError(f"history must be a list of item ids, got {history!r}")
+    if any(not _is_id(h) for h in history):
+        raise TypeError(
+            "history must be one list of item ids; for a batch of histories use "
+            "siit.load(run).recommend(histories)"
+        )
+    items, scores = load(run, device).recommend([history], k, exclude_history, indices=indices)
     return [(str(i), float(s)) for i, s in zip(items[0], scores[0], strict=True) if i != ""]

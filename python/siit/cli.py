@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -120,18 +121,40 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from siit.api import evaluate
 
+    start = time.perf_counter()
     metrics = evaluate(args.run_dir, args.dataset, args.split, args.at, **_settings(args))
-    print(json.dumps(metrics, indent=1))
+    if args.json:
+        print(json.dumps(metrics, indent=1))
+        return 0
+    print(
+        f"{args.run_dir} ({args.at}), {args.split}: NDCG@10 {metrics['ndcg@10']:.4f}, "
+        f"Recall@10 {metrics['recall@10']:.4f}, NDCG@20 {metrics['ndcg@20']:.4f}, "
+        f"Recall@20 {metrics['recall@20']:.4f} ({time.perf_counter() - start:.1f} s; "
+        "--json for every metric)"
+    )
     return 0
 
 
 def _recommend(args: argparse.Namespace) -> int:
     from siit.api import recommend
 
-    history = [int(h) if args.indices else h for h in args.history]
-    found = recommend(history, args.k, args.run_dir, args.device, args.exclude_history)
+    if args.indices:
+        bad = [h for h in args.history if not h.lstrip("-").isdigit()]
+        if bad:
+            raise ValueError(f"--indices takes integer item indices, got {bad[0]!r}")
+    history = [int(h) for h in args.history] if args.indices else args.history
+    found = recommend(
+        history, args.k, args.run_dir, args.device, not args.include_history, args.indices
+    )
     for item, score in found:
         print(f"{item}\t{score:.4f}")
+    return 0
+
+
+def _print_settings(args: argparse.Namespace) -> int:
+    from siit.settings_doc import markdown, text
+
+    sys.stdout.write(markdown() if args.markdown else text())
     return 0
 
 
@@ -151,46 +174,77 @@ def _add_items(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Every option's help shows its default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="siit", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the Rust core on generated identifiers")
+    parser = argparse.ArgumentParser(
+        prog="siit",
+        description="Self-improving item tokenization (SIIT) for generative recommendation.",
+        epilog="Each command has its own --help; `siit settings` lists every training setting.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    command = partial(commands.add_parser, formatter_class=_DefaultsHelp)
+    demo = command("demo", help="run the Rust core on generated identifiers")
     demo.add_argument("--items", type=int, default=200_000, help="number of items")
     demo.add_argument("--levels", type=int, default=3, help="codes per identifier")
     demo.add_argument("--candidates", type=int, default=20, help="candidates per item")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(run=_demo)
-    data = commands.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
+    data = command("data", help="datasets").add_subparsers(dest="action", required=True)
     stats = data.add_parser("stats", help="print a dataset's statistics")
     stats.add_argument("source", help='a dataset folder, or "ml-100k"')
     stats.set_defaults(run=_data_stats)
-    tokenize = commands.add_parser("tokenize", help="initial identifiers for a dataset's items")
+    tokenize = command("tokenize", help="initial identifiers for a dataset's items")
     tokenize.add_argument("--data", required=True, help='a dataset folder, or "ml-100k"')
     tokenize.add_argument(
-        "--method", required=True, choices=["rqvae", "letter", "cid", "random", "file"]
+        "--method",
+        required=True,
+        choices=["rqvae", "letter", "cid", "random", "file"],
+        help="the initial tokenizer, or file to read --index",
     )
     tokenize.add_argument("--out", required=True, help=".json (index.json layout) or .npz")
     tokenize.add_argument("--index", help="identifiers file for --method file")
-    tokenize.add_argument("--levels", type=int, default=3)
-    tokenize.add_argument("--codebook-size", type=int, default=256)
+    tokenize.add_argument("--levels", type=int, default=3, help="codes per identifier")
+    tokenize.add_argument("--codebook-size", type=int, default=256, help="codes per level")
     tokenize.add_argument("--epochs", type=int, default=200, help="rqvae/letter training")
-    tokenize.add_argument("--unique", choices=["nearest", "suffix"], default="nearest")
+    tokenize.add_argument(
+        "--unique",
+        choices=["nearest", "suffix"],
+        default="nearest",
+        help="collisions: the nearest free identifier, or a TIGER-style extra level",
+    )
     tokenize.add_argument("--device", default=None, help="torch device (default: cuda if any)")
-    tokenize.add_argument("--seed", type=int, default=0)
+    tokenize.add_argument("--seed", type=int, default=0, help="random seed")
     tokenize.set_defaults(run=_tokenize)
     overrides = (
-        "settings as name=value (values read as JSON), e.g. rounds=2 tasks='{\"seqrec\": 1}'"
+        "settings as name=value (values read as JSON), e.g. rounds=2 refine=paper "
+        "tasks='{\"seqrec\": 1}'; `siit settings` lists them all with their defaults"
     )
-    train = commands.add_parser("train", help="train with SIIT rounds (see TrainConfig)")
+    train = command(
+        "train",
+        help="train a recommender (and SIIT rounds)",
+        description="Train a generative recommender; with rounds=N, N SIIT refinement rounds.",
+        epilog="Settings: `siit settings` prints every setting with its default and meaning "
+        "(also docs/settings.md). Examples: `siit train`, `siit train rounds=2`, "
+        "`siit train dataset=path/to/data tokenizer=rqvae model=gpt-small`.",
+    )
     train.add_argument("--config", help="a .toml, .yaml or .json file of settings")
     train.add_argument("--resume", metavar="DIR", help="continue a run from its checkpoint")
     train.add_argument("settings", nargs="*", help=overrides)
     train.set_defaults(run=_train)
-    evaluate = commands.add_parser(
-        "evaluate", help="metrics of a run's best round or last checkpoint"
-    )
+    evaluate = command("evaluate", help="metrics of a run's best round or last checkpoint")
     evaluate.add_argument("run_dir", metavar="RUN", help="the run directory")
-    evaluate.add_argument("--split", choices=["test", "valid"], default="test")
+    evaluate.add_argument(
+        "--split", choices=["test", "valid"], default="test", help="leave-one-out split"
+    )
     evaluate.add_argument("--dataset", help="dataset spec (default: the run's)")
     evaluate.add_argument(
         "--at",
@@ -198,25 +252,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="best",
         help="the best round's model or the last checkpoint's",
     )
-    evaluate.add_argument("settings", nargs="*", help="evaluation " + overrides)
+    evaluate.add_argument(
+        "settings",
+        nargs="*",
+        help="evaluation settings as name=value: beams, eval_mode (beam or exact), "
+        "eval_batch_size, exclude_history, device, threads",
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print every metric as JSON, not one line"
+    )
     evaluate.set_defaults(run=_evaluate)
-    recommend = commands.add_parser("recommend", help="next items after a history")
+    recommend = command("recommend", help="next items after a history")
     recommend.add_argument("run_dir", metavar="RUN", help="the run directory")
     recommend.add_argument("history", nargs="+", help="item ids, oldest first")
-    recommend.add_argument("-k", type=int, default=10)
-    recommend.add_argument("--indices", action="store_true", help="history holds item indices")
-    recommend.add_argument("--device", default="cpu")
+    recommend.add_argument("-k", type=int, default=10, help="items to recommend")
     recommend.add_argument(
-        "--exclude-history", action="store_true", help="never recommend an item of the history"
+        "--indices", action="store_true", help="the history holds 0-based item indices, not ids"
+    )
+    recommend.add_argument("--device", default="cpu", help="torch device")
+    recommend.add_argument(
+        "--include-history",
+        action="store_true",
+        help="allow items of the history in the list (left out by default)",
     )
     recommend.set_defaults(run=_recommend)
-    add = commands.add_parser(
-        "add-items", help="identifiers for new items from their text, without retraining"
-    )
+    add = command("add-items", help="identifiers for new items from their text, without retraining")
     add.add_argument("run_dir", metavar="RUN", help="the run directory")
     add.add_argument("items", help="JSON object of item id -> text fields (NAME.item.json layout)")
     add.add_argument("--beams", type=int, default=None, help="default: the run's refine_beams")
-    add.add_argument("--device", default="cpu")
+    add.add_argument("--device", default="cpu", help="torch device")
+    settings = command("settings", help="every training setting with its default")
+    settings.add_argument(
+        "--markdown", action="store_true", help="the markdown table of docs/settings.md"
+    )
+    settings.set_defaults(run=_print_settings)
     add.set_defaults(run=_add_items)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)

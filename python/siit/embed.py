@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .progress import quiet_transformers
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -326,7 +328,8 @@ def _load_model(ref: _ModelRef, device: str | None) -> Any:
     if ref.local and "local_files_only" in inspect.signature(SentenceTransformer).parameters:
         options["local_files_only"] = True
     log.info("loading embedding model %s from %s", ref.name, ref.source)
-    encoder = SentenceTransformer(ref.source, **options)
+    with quiet_transformers(keep_at_terminal=True):  # its weight-loading bar
+        encoder = SentenceTransformer(ref.source, **options)
     while len(_LOADED) >= 2:
         _LOADED.pop(next(iter(_LOADED)))
     _LOADED[(ref.key, ref.source, device)] = encoder

@@ -40,3 +40,30 @@ def beam_validity(items: np.ndarray) -> tuple[float, float]:
     ordered = np.sort(items, axis=1)
     repeats = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
     return float((items < 0).mean()), float(repeats.sum() / items.size)
+
+
+def most_popular_ranks(
+    counts: np.ndarray, targets: np.ndarray, seen: np.ndarray | None = None, k: int = 20
+) -> np.ndarray:
+    """First-hit ranks (as `first_hit`) of recommending every user the `k` items with the
+    highest training `counts` (ties: lower index first), skipping each user's `seen` items
+    (N, S; -1 padding) when given. Chunks of rows keep memory at (chunk, n_items)."""
+    targets = np.asarray(targets)
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    if seen is None:
+        return first_hit(np.broadcast_to(order[:k], (len(targets), min(k, len(order)))), targets)
+    position = np.empty(len(order), np.int64)
+    position[order] = np.arange(len(order))
+    ranks = np.empty(len(targets), np.int64)
+    step = max(1, 2**22 // max(1, len(order)))
+    for lo in range(0, len(targets), step):
+        part = seen[lo : lo + step]
+        hidden = np.zeros((len(part), len(order)), bool)
+        rows, cols = np.nonzero(part >= 0)
+        hidden[rows, position[part[rows, cols]]] = True
+        # popularity positions of the items left, the first k of them
+        n = len(order)
+        kept = np.sort(np.where(hidden, n, np.arange(n)), axis=1)[:, :k]
+        ranked = np.where(kept < n, order[np.minimum(kept, n - 1)], -1)
+        ranks[lo : lo + step] = first_hit(ranked, targets[lo : lo + step])
+    return ranks

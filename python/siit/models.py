@@ -29,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .progress import quiet_transformers
+
 log = logging.getLogger(__name__)
 
 ModelKind = Literal["seq2seq", "causal"]
@@ -121,20 +123,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_position_embeddings=1024,
     ),
 }
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No per-shard progress bars while checkpoints are written and read every epoch."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 NEG_INF = float("-inf")
@@ -390,7 +378,7 @@ class RecModel:
         directory.mkdir(parents=True, exist_ok=True)
         projection = self.model._modules.pop(PROJECTION, None)  # not an architecture weight
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 self.model.save_pretrained(directory, safe_serialization=True)
         finally:
             if projection is not None:
@@ -426,7 +414,7 @@ class RecModel:
             raise FileNotFoundError(f"{directory} is not a saved siit model (no siit_model.json)")
         meta = json.loads(meta_path.read_text())
         auto = AutoModelForSeq2SeqLM if meta["kind"] == "seq2seq" else AutoModelForCausalLM
-        with _quiet_transformers():
+        with quiet_transformers():
             model = auto.from_pretrained(directory).to(device)
         # Loaded tensors can sit at unaligned offsets of the file buffer, and CPU kernels
         # round differently there: fresh allocations make a resumed run replay bit for bit.

@@ -38,7 +38,7 @@ from .decoding import TrieTables, beam_search, exact_scores
 from .diagnostics import regeneration, semantic_consistency, split_by_moved
 from .embed import embed, item_texts
 from .identifiers import Identifiers
-from .metrics import beam_validity, first_hit, ranking_metrics
+from .metrics import beam_validity, first_hit, most_popular_ranks, ranking_metrics
 from .models import RecModel
 from .progress import progress_bar
 from .refine import (
@@ -120,10 +120,13 @@ class RoundResult:
     refine: dict[str, Any] | None
     seconds: float
     epochs: int = 0  # trained in this round
-    best_epoch: int = 0  # whose weights the round kept
+    best_epoch: int = 0  # whose weights the round kept (epochs count from 1)
+    max_epochs: int = 0  # the round's epoch cap
     curve: list[dict[str, float]] = field(default_factory=list)  # every validation
     # semantic consistency of the round's identifiers (diagnostics, runs with rounds)
     consistency: dict[str, float] | None = None
+    # codes used and entropy per level of the round's identifiers
+    usage: dict[str, list] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -131,7 +134,9 @@ class RoundResult:
 
 @dataclass
 class TrainResult:
-    """What `siit.train` returns."""
+    """What `siit.train` returns: the best round's model and identifiers, every round's
+    results, the test metrics of the best round and of the most-popular baseline on the
+    same split, and where the run lies. `print(result)` gives the one-line summary."""
 
     model: RecModel
     identifiers: Identifiers  # the best round's
@@ -140,15 +145,33 @@ class TrainResult:
     test: dict[str, float]
     output_dir: Path
     paths: dict[str, Path] = field(default_factory=dict)
+    most_popular: dict[str, float] = field(default_factory=dict)  # test metrics
+    seconds: float = 0.0  # the whole call, tokenizer and test included
+
+    def summary(self) -> str:
+        best = self.rounds[self.best_round]
+        popular = self.most_popular.get("ndcg@10")
+        return (
+            f"siit: done in {self.seconds / 60:.1f} min: best round {self.best_round} "
+            f"(epoch {best.best_epoch}/{best.max_epochs}), valid NDCG@10 "
+            f"{best.valid.get('ndcg@10', 0):.4f}, test NDCG@10 {self.test.get('ndcg@10', 0):.4f} "
+            f"Recall@10 {self.test.get('recall@10', 0):.4f}"
+            + (f" (most popular: {popular:.4f})" if popular is not None else "")
+            + f"; run: {self.output_dir}"
+        )
 
     def __repr__(self) -> str:
-        best = self.rounds[self.best_round].valid
+        def at10(metrics: dict[str, float]) -> dict[str, float]:
+            return {k: round(v, 4) for k, v in metrics.items() if k.endswith("@10")}
+
         return (
-            f"TrainResult(best_round={self.best_round}, "
-            f"valid ndcg@10={best.get('ndcg@10', 0):.4f}, "
-            f"test recall@10={self.test.get('recall@10', 0):.4f} "
-            f"ndcg@10={self.test.get('ndcg@10', 0):.4f}, output_dir='{self.output_dir}')"
+            f"TrainResult(best_round={self.best_round} of {len(self.rounds)}, "
+            f"test={at10(self.test)}, most_popular={at10(self.most_popular)}, "
+            f"output_dir='{self.output_dir}')"
         )
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 # -- setup -----------------------------------------------------------------------------------
@@ -416,7 +439,7 @@ class Trainer:
         bar = progress_bar(
             total=len(plan),
             initial=self.state["step"],
-            desc=f"round {r} epoch {e}",
+            desc=f"round {r} epoch {e + 1}/{self.round_epochs()}",
             enabled=self.config.progress and self.procs.main,
         )
         self.rec.model.train()
@@ -443,7 +466,11 @@ class Trainer:
         losses = {t: float(np.mean(v)) for t, v in sums.items()}
         self.state["losses"] = {t: losses.get(t, float("nan")) for t in sums}
         log.info(
-            "round %d epoch %d: loss %s", r, e, ", ".join(f"{t} {v:.4f}" for t, v in losses.items())
+            "round %d epoch %d/%d: loss %s",
+            r,
+            e + 1,
+            self.round_epochs(),
+            ", ".join(f"{t} {v:.4f}" for t, v in losses.items()),
         )
         self.state["epoch"] += 1
         self.state["step"] = 0
@@ -546,6 +573,28 @@ class Trainer:
             before = Identifiers.load(self.dir / "index" / f"round-{r - 1}.index.json")
             self._moved = (r, (before.codes != self.identifiers.codes).any(1))
         return self._moved[1]
+
+    def usage(self) -> dict[str, list]:
+        """Codes used and their entropy per level of the current identifiers."""
+        stats = self.identifiers.stats()
+        return {
+            "codebook_sizes": list(self.identifiers.codebook_sizes),
+            "codes_used": list(stats.codes_used),
+            "entropy_bits": [round(e, 4) for e in stats.entropy_bits],
+        }
+
+    @cached_property
+    def most_popular(self) -> dict[str, dict[str, float]]:
+        """The most-popular baseline on this run's split (validation users as validated,
+        all test users), with the run's exclude_history: whether the model learned anything."""
+        _, positions = self.dataset.train_positions()
+        counts = np.bincount(self.dataset.items[positions], minlength=self.dataset.n_items)
+        out = {}
+        for split, samples in (("valid", self.valid), ("test", self.dataset.test_samples())):
+            seen = self.dataset.seen_items(samples) if self.config.exclude_history else None
+            ranks = most_popular_ranks(counts, samples.targets, seen, self.config.beams)
+            out[split] = ranking_metrics(ranks)
+        return out
 
     def consistency(self) -> dict[str, float] | None:
         """Semantic consistency of the current identifiers, for runs that refine."""
@@ -653,9 +702,10 @@ class Trainer:
         if improved:
             self._save_model(ROUND_BEST)
         log.info(
-            "round %d epoch %d validation: %s%s (%d users, %.0f users/s, %d threads)",
+            "round %d epoch %d/%d validation: %s%s (%d users, %.0f users/s, %d threads)",
             state["round"],
             state["epoch"],
+            self.round_epochs(),
             _fmt(valid),
             " (best of the round)" if improved else "",
             len(self.valid),
@@ -697,13 +747,16 @@ class Trainer:
                 round(time.perf_counter() - started, 1),
                 epochs=state["epoch"],
                 best_epoch=int(best["epoch"]),
+                max_epochs=self.round_epochs(),
                 curve=curve,
                 consistency=state.get("consistency"),
+                usage=self.usage(),
             )
             log.info(
-                "round %d: best validation at epoch %d of %d: %s",
+                "round %d: best validation at epoch %d/%d (%d trained): %s",
                 r,
                 result.best_epoch,
+                result.max_epochs,
                 result.epochs,
                 _fmt(valid),
             )
@@ -769,6 +822,7 @@ class Trainer:
                 "valid_users": len(self.valid),
             },
             "processes": self.procs.world,
+            "most_popular": self.most_popular,
             "rounds": self.state["rounds"],
             "best_round": self.state["best_round"],
             "test": test,
