@@ -157,11 +157,24 @@ def test_new_items_get_identifiers_without_retraining(finished, tmp_path, capsys
     assert siit.load(out).item_ids[-1] == "more-1"
 
 
-def test_add_items_needs_a_model_that_learned_item2id(tmp_path):
+def test_add_items_without_item2id_fits_a_text_mapper_once(tmp_path):
+    """A seqrec-only run maps new items' text with a mapper fitted on its catalogue at the
+    first call and kept in the run; a run on a Dataset object needs that dataset again."""
     settings = {**TINY_RUN, "rounds": 0}  # seqrec alone
-    siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
-    with pytest.raises(ValueError, match="trained without the item2id task"):
+    data = tiny_dataset()
+    siit.train(data, output_dir=tmp_path, **settings)
+    with pytest.raises(ValueError, match="trained on a Dataset object"):
         siit.add_items(tmp_path, {"x": {"title": "red item"}})
+    added = siit.add_items(tmp_path, {"x": {"title": "red item"}}, dataset=data)
+    mapper = tmp_path / "best" / "text_mapper"
+    assert mapper.is_dir() and added.identifiers.is_unique()
+    assert added.identifiers.n_items == data.n_items + 1
+    stamp = {p.name: p.stat().st_mtime_ns for p in mapper.iterdir()}
+    again = siit.add_items(tmp_path, {"y": {"title": "blue item"}})  # the kept mapper
+    assert {p.name: p.stat().st_mtime_ns for p in mapper.iterdir()} == stamp
+    assert again.identifiers.n_items == data.n_items + 2 and again.identifiers.is_unique()
+    with pytest.raises(ValueError, match="'z' has no text"):
+        siit.add_items(tmp_path, {"z": {"title": " "}})
 
 
 def split_keys() -> set[str]:
