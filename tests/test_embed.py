@@ -4,6 +4,8 @@ and `item_texts`."""
 import hashlib
 import importlib
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +91,15 @@ def test_default_model_embeds_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(embed_module, "_encode", lambda *a: calls.append(a))
     hit = embed(texts, cache_dir=tmp_path / "c", progress=False)
     assert calls == [] and np.array_equal(hit, cached)
+
+
+def test_loading_the_model_draws_no_bar_into_redirected_output():
+    """The weight-loading bar of transformers is for terminals, as siit's own bars are."""
+    code = "import siit; siit.embed(['a red lamp'], cache_dir=False, progress=True)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert "\r" not in done.stderr and "Loading weights" not in done.stderr
 
 
 def test_missing_model_package_names_the_install(monkeypatch):
