@@ -46,13 +46,22 @@ def test_tables_match_allowed_mask(dense_limit):
         assert (node >= 0).all()
         child = tables.children(node, level)
         assert np.array_equal((child >= 0).numpy(), trie.allowed_mask(prefixes))
-    # a prefix that is not in the trie walks to -1
-    missing = np.array([[s - 1 for s in sizes[:3]]])
-    if (
-        trie.lookup(np.c_[missing, np.zeros((1, 1), np.int64)])[0] < 0
-        and not trie.allowed_mask(missing).any()
-    ):
-        assert tables.walk(torch.as_tensor(missing))[0] == -1
+    # prefixes that are not in the trie walk to -1, as does a code out of range
+    assert tables.walk(torch.tensor([[sizes[0]]]))[0] == -1
+    for level in (2, 3):
+        grid = np.stack(np.meshgrid(*map(np.arange, sizes[:level]), indexing="ij"), -1)
+        grid = grid.reshape(-1, level)
+        absent = grid[~np.isin(_keys(grid, sizes), _keys(codes[:, :level], sizes))]
+        assert len(absent), level  # 150 random identifiers leave these prefixes unused
+        assert (tables.walk(torch.as_tensor(absent)) == -1).all()
+
+
+def _keys(prefixes: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """One integer per prefix (mixed radix), to compare sets of prefixes."""
+    key = np.zeros(len(prefixes), np.int64)
+    for level in range(prefixes.shape[1]):
+        key = key * sizes[level] + prefixes[:, level]
+    return key
 
 
 def test_beams_are_valid_distinct_items(setup):

@@ -144,6 +144,13 @@ def test_a_run_with_collaborative_evidence_keeps_identifiers_unique(tmp_path):
     result = siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
     assert result.identifiers.is_unique()
     assert len(result.rounds) == 2 and result.rounds[1].refine["regeneration"]
+    # the levers took effect: free-only moves land on identifiers nobody held before
+    before = siit.Identifiers.load(tmp_path / "index" / "round-0.index.json")
+    after = siit.Identifiers.load(tmp_path / "index" / "round-1.index.json")
+    moved = np.flatnonzero((before.codes != after.codes).any(1))
+    assert len(moved) == result.rounds[1].refine["changed"] > 0
+    held = {tuple(c) for c in before.codes.tolist()}
+    assert not {tuple(c) for c in after.codes[moved].tolist()} & held
 
 
 def test_free_only_refinement_never_displaces_another_item():

@@ -3,6 +3,8 @@ reference and `siit settings`."""
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,12 @@ def test_a_run_recorded_before_presets_reads_as_the_paper_preset(tmp_path):
     config = TrainConfig.from_run(tmp_path).check()
     assert config.refine == "paper"
     assert config.refine_margin is None and config.keep_current is True
+
+
+def test_importing_the_settings_loads_no_torch():
+    """`siit.config` is read by tools that never train (the CLI's help, config checks)."""
+    code = "import sys, siit.config; print(sorted(m for m in sys.modules if m == 'torch'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_stubtest_finds_no_mismatch():
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "siit._core"],

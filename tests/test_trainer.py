@@ -480,6 +480,7 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_same(tmp_path, monke
     _same_run(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     """Against an uninterrupted run in a subprocess too: pytest's process may pick other
     kernels than a fresh one, which differ in the last bits."""
@@ -521,6 +522,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     """torchrun with 2 gloo processes and the same global batch ends with the same
     identifiers and metrics as one process. One epoch per round: Adam amplifies the

@@ -70,6 +70,7 @@ def test_integer_and_string_ids_recommend_the_same(quick_start, capsys):
         rec.recommend(["1", "50", "181"])
 
 
+@pytest.mark.slow
 def test_the_documented_siit_recipe_runs(runs):
     """`siit.train(rounds=2)`: the conservative preset, two refinements."""
     result = siit.train(

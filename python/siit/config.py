@@ -6,15 +6,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .files import read_text
 from .metrics import NDCG_KS, RECALL_KS
-from .tasks import check_task_weights
 
 TOKENIZERS = ("rqvae", "letter", "cid", "random")
+TASKS = ("seqrec", "item2id", "id2item")
 # CID splits the co-occurrence graph into a few dozen clusters per level; the others
 # quantize embeddings with the 256-code codebooks of TIGER and LETTER.
 DEFAULT_CODEBOOK_SIZES = {"cid": 32}
@@ -410,3 +411,16 @@ def parse_override(item: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return name.strip().replace("-", "_"), value
+
+
+def check_task_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    unknown = sorted(set(weights) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} in tasks; known: {list(TASKS)}")
+    bad = {k: v for k, v in weights.items() if not (float(v) >= 0)}
+    if bad:
+        raise ValueError(f"task weights must be >= 0, got {bad}")
+    out = {task: float(weights.get(task, 0.0)) for task in TASKS}
+    if out["seqrec"] <= 0:
+        raise ValueError("tasks: seqrec must have a positive weight")
+    return out

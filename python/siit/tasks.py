@@ -20,7 +20,6 @@ from .models import RecModel
 
 log = logging.getLogger(__name__)
 
-TASKS = ("seqrec", "item2id", "id2item")
 
 # (prefix, suffix) around the variable part of each prompt, per style.
 TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
@@ -170,16 +169,3 @@ class TaskBuilder:
                 return self.seqrec_windows(samples.items[rows])
             return self.seqrec(samples.histories[rows], samples.targets[rows])
         return getattr(self, task)(rows)
-
-
-def check_task_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    unknown = sorted(set(weights) - set(TASKS))
-    if unknown:
-        raise ValueError(f"unknown task(s) {unknown} in tasks; known: {list(TASKS)}")
-    bad = {k: v for k, v in weights.items() if not (float(v) >= 0)}
-    if bad:
-        raise ValueError(f"task weights must be >= 0, got {bad}")
-    out = {task: float(weights.get(task, 0.0)) for task in TASKS}
-    if out["seqrec"] <= 0:
-        raise ValueError("tasks: seqrec must have a positive weight")
-    return out
