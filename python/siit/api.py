@@ -475,23 +475,19 @@ class Recommender:
 
 
 def _is_id(value: Any) -> bool:
+    """One item id (or index), as opposed to a sequence of them."""
     return isinstance(value, str | bytes | int | np.integer)
 
 
 def _batch(histories: Any) -> Sequence[Any]:
     """`histories` as a batch of histories; a flat sequence of ids (or a string) is refused,
     since reading each id as a history would be a silent wrong answer."""
-    if isinstance(histories, str | bytes) or _is_id(histories):
+    if _is_id(histories):
         raise TypeError(
             "histories must be a batch: a list of histories, each a list of item ids; "
             f"got {type(histories).__name__} {histories!r}"
         )
-    if isinstance(histories, np.ndarray) and histories.ndim == 1 and histories.dtype != object:
-        raise TypeError(
-            "histories must be a batch (2-D array or list of histories); got a 1-D array: "
-            "wrap one history as [history]"
-        )
-    batch = list(histories)
+    batch = list(histories)  # a 1-D array or a flat list yields ids, refused below
     flat = [i for i, h in enumerate(batch) if _is_id(h)]
     if flat:
         raise TypeError(
@@ -623,7 +619,8 @@ def _text_mapper(
             "pass the run's own dataset"
         )
     texts = item_texts(data)
-    missing = sum(not t.strip() for t in texts)
+    keep = np.flatnonzero([bool(t.strip()) for t in texts])
+    missing = len(texts) - len(keep)
     if missing == len(texts):
         raise ValueError(
             f"{run_dir}: its dataset has no item text, so no mapper from text to identifiers "
@@ -633,7 +630,6 @@ def _text_mapper(
         log.warning(
             "text mapper: %d of %d items have no text and are left out", missing, len(texts)
         )
-    keep = np.flatnonzero([bool(t.strip()) for t in texts])
     vectors = embed([texts[i] for i in keep], progress=cfg.progress)
     mapper = TextMapper.fit(vectors, trained.codes[keep], trained.codebook_sizes, seed=cfg.seed)
     mapper.save(path)
@@ -659,7 +655,7 @@ def recommend(
     a finished run's best model; the history's own items are left out unless
     `exclude_history=False`. For many users, load the run once with `siit.load` and call its
     `recommend` with a batch."""
-    if isinstance(history, str | bytes) or _is_id(history):
+    if _is_id(history):
         raise TypeError(f"history must be a list of item ids, got {history!r}")
     if any(not _is_id(h) for h in history):
         raise TypeError(

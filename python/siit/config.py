@@ -50,11 +50,12 @@ REFINE_PRESETS: dict[str, dict[str, Any]] = {
 OBJECT = "object:"
 
 
-def _setting(default: Any, help: str, **kw: Any) -> Any:
-    """A field with its one-line description (the settings reference and `siit settings`)."""
+def _setting(default: Any, help: str) -> Any:
+    """A field with its one-line description (the settings reference and `siit settings`);
+    a callable default is a factory (`dict` for an empty mapping)."""
     if callable(default):
-        return field(default_factory=default, metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -332,9 +333,9 @@ class TrainConfig:
         elif self.max_epochs_per_round is None:
             self.max_epochs_per_round = preset["max_epochs_per_round"]
         for name in ("tasks", "keep_current", "refine_evidence", "refine_free_only"):
-            if getattr(self, name) is None:
-                value = preset[name]
-                setattr(self, name, dict(value) if isinstance(value, dict) else value)
+            if getattr(self, name) is None:  # tasks: check_task_weights copies the preset's
+                setattr(self, name, preset[name])
+        # a baseline keeps no margin, so that keep_current=False alone stays valid there
         if self.refine_margin is None and self.rounds > 0:
             self.refine_margin = preset["refine_margin"]
 

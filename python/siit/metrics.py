@@ -50,19 +50,19 @@ def most_popular_ranks(
     (N, S; -1 padding) when given. Chunks of rows keep memory at (chunk, n_items)."""
     targets = np.asarray(targets)
     order = np.argsort(-np.asarray(counts), kind="stable")
+    n = len(order)
     if seen is None:
-        return first_hit(np.broadcast_to(order[:k], (len(targets), min(k, len(order)))), targets)
-    position = np.empty(len(order), np.int64)
-    position[order] = np.arange(len(order))
+        return first_hit(np.broadcast_to(order[:k], (len(targets), min(k, n))), targets)
+    position = np.empty(n, np.int64)
+    position[order] = np.arange(n)
     ranks = np.empty(len(targets), np.int64)
-    step = max(1, 2**22 // max(1, len(order)))
+    step = max(1, 2**22 // max(1, n))
     for lo in range(0, len(targets), step):
         part = seen[lo : lo + step]
-        hidden = np.zeros((len(part), len(order)), bool)
+        hidden = np.zeros((len(part), n), bool)
         rows, cols = np.nonzero(part >= 0)
         hidden[rows, position[part[rows, cols]]] = True
         # popularity positions of the items left, the first k of them
-        n = len(order)
         kept = np.sort(np.where(hidden, n, np.arange(n)), axis=1)[:, :k]
         ranked = np.where(kept < n, order[np.minimum(kept, n - 1)], -1)
         ranks[lo : lo + step] = first_hit(ranked, targets[lo : lo + step])
