@@ -254,6 +254,37 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, monkeypatc
     assert not all(torch.equal(kept[k], snapshots[3][k]) for k in snapshots[3])
 
 
+def test_a_second_cycle_restarts_from_the_best_weights(tmp_path, monkeypatch):
+    """cycles=2: after early stopping the round restarts from its best weights (epoch 2)
+    with a fresh optimizer and trains until `patience` validations of the new cycle fail
+    to beat the round's best; the best of both cycles is kept."""
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.35, 0.3, 0.1, 0.9])
+    snapshots, starts = [], []
+    original = Trainer._next_cycle
+
+    def scripted(self, samples, desc):
+        snapshots.append({k: v.clone() for k, v in self.rec.model.state_dict().items()})
+        return {**ranking_metrics(np.array([-1])), "ndcg@10": next(scores)}
+
+    def next_cycle(self):
+        original(self)
+        starts.append(({k: v.clone() for k, v in self.rec.model.state_dict().items()},
+                       len(self.optimizer.state)))
+
+    monkeypatch.setattr(Trainer, "evaluate", scripted)
+    monkeypatch.setattr(Trainer, "_next_cycle", next_cycle)
+    settings = {**TINY_RUN, "rounds": 0, "max_epochs_per_round": 10, "patience": 2}
+    result = siit.train(tiny_dataset(), output_dir=tmp_path, cycles=2, **settings)
+    round_ = result.rounds[0]
+    assert (round_.epochs, round_.best_epoch, len(round_.curve)) == (8, 6, 8)
+    assert round_.valid["ndcg@10"] == 0.35
+    (weights, optimizer_entries), = starts
+    assert optimizer_entries == 0
+    assert all(torch.equal(weights[k], snapshots[1][k]) for k in weights)
+    kept = result.model.model.state_dict()
+    assert all(torch.equal(kept[k], snapshots[5][k]) for k in snapshots[5])
+
+
 def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
     """A limit shorter than one epoch: each round trains one epoch, validates it, and ends."""
     settings = {**TINY_RUN, "rounds": 1, "max_epochs_per_round": 10, "patience": None}

@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from ._core import assign_unique
-from .config import OBJECT, TrainConfig
+from .config import OBJECT, TrainConfig, is_item_level
 from .data import Dataset
-from .decoding import TrieTables, beam_search
+from .decoding import TrieTables, beam_search, top_items, use_exact
 from .embed import embed, item_texts
 from .identifiers import Identifiers
 from .mapper import TextMapper
-from .models import DTYPES, RecModel, build_model, check_model_name
+from .models import DTYPES, ItemRecModel, Model, RecModel, build_model, check_model_name, load_model
 from .report import write_report
 from .tasks import TaskBuilder
 from .tokenizers import Tokenizer
@@ -90,7 +90,7 @@ def _config(
 def train(
     dataset: Dataset | str | None = None,
     tokenizer: Tokenizer | Identifiers | str | None = None,
-    model: RecModel | str | None = None,
+    model: Model | str | None = None,
     rounds: int | None = None,
     output_dir: str | Path | None = None,
     *,
@@ -104,7 +104,8 @@ def train(
         dataset: a `Dataset` or a `TrainConfig.dataset` spec (default: MovieLens-100K).
         tokenizer: initial identifiers: a tokenizer (fitted here), `Identifiers`, a tokenizer
             name or an identifiers file (default: CID).
-        model: a `RecModel`, a preset, a Hugging Face name or a directory (default: gpt-mini).
+        model: a `RecModel` or `ItemRecModel`, a preset, a Hugging Face name or a directory
+            (default: gpt-mini).
         rounds: refinement rounds (0: the baseline with the initial identifiers).
         output_dir: the run directory (default: runs/<dataset>-<tokenizer>-<time>).
         config: base settings; `settings` override single fields (see `TrainConfig`).
@@ -127,9 +128,9 @@ def train(
         cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
     device = _device(cfg, procs)
-    if not isinstance(model, RecModel) and resume is None:
+    if not isinstance(model, RecModel | ItemRecModel) and resume is None:
         check_model_name(cfg.model, cfg.gguf_file)
-    if isinstance(model, RecModel) and resume is not None:
+    if isinstance(model, RecModel | ItemRecModel) and resume is not None:
         raise ValueError("a resumed run loads its model from the checkpoint; do not pass model=")
 
     data = dataset if isinstance(dataset, Dataset) else load_dataset(cfg.dataset, cfg.max_history)
@@ -147,10 +148,10 @@ def train(
         if not (checkpoint / "state.json").is_file():
             raise FileNotFoundError(f"cannot resume: {checkpoint} holds no checkpoint")
         identifiers = Identifiers.load(checkpoint / "identifiers.npz")
-        rec = RecModel.load(checkpoint / "model", device)
+        rec = load_model(checkpoint / "model", device)
     else:
         identifiers = _initial_identifiers(tokenizer, cfg, data, procs)
-        if isinstance(model, RecModel):
+        if isinstance(model, RecModel | ItemRecModel):
             rec = model
             rec.model.to(device)
         else:
@@ -158,7 +159,7 @@ def train(
                 cfg.model,
                 identifiers.codebook_sizes,
                 identifiers.prefixes,
-                item_texts(data) if any(data.item_text) else [],
+                item_texts(data) if any(data.item_text) and not is_item_level(cfg.model) else [],
                 cfg.text_vocab_size,
                 cfg.gguf_file,
                 cfg.seed,
@@ -188,7 +189,7 @@ def train(
 
     best = run_dir / BEST
     best_round = trainer.state["best_round"]
-    rec = RecModel.load(best / "model", device)
+    rec = load_model(best / "model", device)
     rec.model.to(DTYPES[cfg.dtype])
     identifiers = Identifiers.load(best / "index.json", identifiers.codebook_sizes)
     tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
@@ -288,7 +289,7 @@ def _initial_identifiers(
 
 def load_run(
     run: str | Path | None = None, device: str = "cpu", at: str = "best", catalog: bool = False
-) -> tuple[TrainConfig, RecModel, Identifiers]:
+) -> tuple[TrainConfig, Model, Identifiers]:
     """A run's configuration, model and identifiers (default: the newest run under ./runs):
     `at="best"` the best round's, `at="last"` the last checkpoint's (the final round of a
     finished run, so a fixed schedule can be compared without selection on validation).
@@ -301,14 +302,14 @@ def load_run(
         best = run_dir / BEST
         if not (best / "model").is_dir():
             raise FileNotFoundError(f"{run_dir} has no finished round ({best} is missing)")
-        rec = RecModel.load(best / "model", device)
+        rec = load_model(best / "model", device)
         index = best / CATALOG if catalog and (best / CATALOG).is_file() else best / "index.json"
         identifiers = Identifiers.load(index, rec.codebook_sizes)
     else:
         checkpoint = run_dir / CHECKPOINT
         if not (checkpoint / "state.json").is_file():
             raise FileNotFoundError(f"{run_dir} has no checkpoint ({checkpoint} is missing)")
-        rec = RecModel.load(checkpoint / "model", device)
+        rec = load_model(checkpoint / "model", device)
         identifiers = Identifiers.load(checkpoint / "identifiers.npz")
     return cfg, rec, identifiers
 
@@ -368,12 +369,14 @@ def evaluate(
 
 class Recommender:
     """A finished run loaded once for serving: its model, identifiers and the trie's decoding
-    tables on a device. `recommend` takes many users' histories at once and runs one batched,
-    trie-constrained beam search per `batch_size` users."""
+    tables on a device. `recommend` takes many users' histories at once and ranks them in
+    batches of `batch_size` users: by trie-constrained beam search, or for item-level models
+    by exact scores of the whole catalogue (the run's `eval_mode`)."""
 
-    def __init__(self, config: TrainConfig, model: RecModel, identifiers: Identifiers) -> None:
+    def __init__(self, config: TrainConfig, model: Model, identifiers: Identifiers) -> None:
         self.config, self.model, self.identifiers = config, model, identifiers
         self.tables = TrieTables.of(identifiers, model.device)
+        self.exact = use_exact(config.eval_mode, model, identifiers.n_items)
         self._tasks = TaskBuilder(model, None, identifiers)
         ids = np.asarray(identifiers.item_ids, dtype=str)
         self._order = np.argsort(ids, kind="stable")
@@ -467,9 +470,11 @@ class Recommender:
         for lo in range(0, len(rows), step):
             prompt, _ = self._tasks.seqrec(hist[lo : lo + step])
             exclude = seen[lo : lo + step] if exclude_history else None
-            found = beam_search(self.model, prompt, beams, self.tables, exclude=exclude)
-            items[lo : lo + step] = found.items[:, :k]
-            scores[lo : lo + step] = found.scores[:, :k]
+            top, score = top_items(
+                self.model, prompt, beams, self.tables, self.identifiers, self.exact, exclude
+            )
+            items[lo : lo + step] = top[:, :k]
+            scores[lo : lo + step] = score[:, :k]
         ids = np.asarray(self.identifiers.item_ids, dtype=object)[np.maximum(items, 0)]
         return np.where(items >= 0, ids, ""), scores
 

@@ -46,6 +46,15 @@ REFINE_PRESETS: dict[str, dict[str, Any]] = {
         max_epochs_per_round=20,
     ),
 }
+# Item-level presets (one position per item; siit.models.item_level) are named "item-...".
+ITEM_LEVEL = "item-"
+
+
+def is_item_level(model: str) -> bool:
+    """Whether a model setting names an item-level preset."""
+    return model.startswith(ITEM_LEVEL)
+
+
 # Marks a dataset, tokenizer or model that was passed to `siit.train` as an object.
 OBJECT = "object:"
 
@@ -128,6 +137,11 @@ class TrainConfig:
         10,
         "validations without improvement before a round stops; None: train to the epoch cap",
     )
+    cycles: int = _setting(
+        1,
+        "training cycles per round: after early stopping, another cycle restarts warmup and "
+        "schedule from the round's best weights with a fresh optimizer",
+    )
     max_minutes_per_round: float | None = _setting(
         None, "a round also ends (after validating) once it has run this long"
     )
@@ -165,7 +179,11 @@ class TrainConfig:
     )
     # evaluation
     beams: int = _setting(20, "beams of evaluation's constrained beam search")
-    eval_mode: str = _setting("beam", '"beam" or "exact" (teacher-forced scores of every item)')
+    eval_mode: str = _setting(
+        "auto",
+        '"auto" (exact for item-level models up to 200k items, else beam), "beam" or "exact" '
+        "(every item of the catalogue scored)",
+    )
     eval_batch_size: int = _setting(64, "users per evaluation batch")
     valid_users: int | None = _setting(
         None, "validate on a fixed random subset of users; None: all"
@@ -205,6 +223,7 @@ class TrainConfig:
             "levels",
             "codebook_size",
             "max_epochs_per_round",
+            "cycles",
             "eval_every",
             "batch_size",
             "refine_beams",
@@ -273,8 +292,8 @@ class TrainConfig:
             f"dtype must be 'float32', 'float64' or 'bfloat16', got {self.dtype!r}",
         )
         need(
-            self.eval_mode in ("beam", "exact"),
-            f"eval_mode must be 'beam' or 'exact', got {self.eval_mode!r}",
+            self.eval_mode in ("auto", "beam", "exact"),
+            f"eval_mode must be 'auto', 'beam' or 'exact', got {self.eval_mode!r}",
         )
         largest_k = max(*RECALL_KS, *NDCG_KS)
         need(
@@ -303,8 +322,23 @@ class TrainConfig:
             self.tasks = check_task_weights(self.tasks)
         except ValueError as err:
             raise ValueError(f"bad configuration: {err}") from None
+        if is_item_level(self.model):
+            need(
+                self.tasks["item2id"] == 0 and self.tasks["id2item"] == 0,
+                f"item-level models ({self.model}) train seqrec alone; set tasks.item2id and "
+                "tasks.id2item to 0",
+            )
+            need(
+                self.refine_evidence == "seqrec",
+                f"item-level models ({self.model}) refine from seqrec evidence (where the model "
+                f"expects each item), got refine_evidence={self.refine_evidence!r}",
+            )
+            need(
+                self.item2id_input == "text",
+                "item2id_input='embedding' needs a token-level model with the item2id task",
+            )
         need(
-            self.rounds == 0 or self.tasks["item2id"] > 0,
+            is_item_level(self.model) or self.rounds == 0 or self.tasks["item2id"] > 0,
             f"rounds={self.rounds} refine identifiers from the item2id prompt, but the item2id "
             "task has no weight; give it one (tasks.item2id) or set rounds=0",
         )
@@ -332,6 +366,11 @@ class TrainConfig:
             self.max_epochs_first_round = preset["max_epochs_first_round"]
         elif self.max_epochs_per_round is None:
             self.max_epochs_per_round = preset["max_epochs_per_round"]
+        if is_item_level(self.model):  # no text to align: seqrec alone, and its evidence
+            if self.tasks is None:
+                self.tasks = {"seqrec": 1.0}
+            if self.refine_evidence is None:
+                self.refine_evidence = "seqrec"
         for name in ("tasks", "keep_current", "refine_evidence", "refine_free_only"):
             if getattr(self, name) is None:  # tasks: check_task_weights copies the preset's
                 setattr(self, name, preset[name])

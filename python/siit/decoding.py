@@ -27,7 +27,7 @@ import torch
 
 from ._core import IdentifierTrie
 from .identifiers import Identifiers
-from .models import NEG_INF, RecModel
+from .models import NEG_INF, ItemRecModel, Model, RecModel
 
 
 class TrieTables:
@@ -199,29 +199,72 @@ def _next_step(
     )
 
 
+class _TokenSteps:
+    """Level log-probs of a token-level model, one identifier token at a time on its KV
+    cache."""
+
+    def __init__(self, model: RecModel, prompt: np.ndarray) -> None:
+        self.model = model
+        self.out, self.state = _first_step(model, prompt)
+
+    def first(self) -> torch.Tensor:
+        """Level 0's log-probs (B, V_0) after each prompt."""
+        return self.model.level_log_probs(self.out.logits[:, -1], 0)
+
+    def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
+        """Level `level + 1`'s log-probs (B', V) of the beams that continue row `beam_idx`
+        (B',) of the previous step with level `level`'s `codes` (B',)."""
+        tokens = (codes + int(self.model.level_offsets[level])).view(-1, 1)
+        self.out = _next_step(self.model, self.state, _cache_of(self.out), beam_idx, tokens, level)
+        return self.model.level_log_probs(self.out.logits[:, -1], level + 1)
+
+
+class _ItemSteps:
+    """The same steps for an item-level model: one hidden state per history, and a query
+    that takes in the codes chosen so far."""
+
+    def __init__(self, model: ItemRecModel, prompt: np.ndarray) -> None:
+        self.net = model.model
+        self.query = model.last_hidden(prompt)
+
+    def first(self) -> torch.Tensor:
+        return self.net.level_log_probs(self.query, 0)
+
+    def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
+        self.query = self.net.condition(self.query[beam_idx], codes + self.net.offsets[level])
+        return self.net.level_log_probs(self.query, level + 1)
+
+
+def _steps(model: Model, prompt: np.ndarray) -> _TokenSteps | _ItemSteps:
+    return _ItemSteps(model, prompt) if model.kind == "item" else _TokenSteps(model, prompt)
+
+
+def _score_dtype(model: Model) -> torch.dtype:
+    dtype = next(model.model.parameters()).dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 @torch.no_grad()
-def candidate_log_probs(model: RecModel, prompt: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def candidate_log_probs(model: Model, prompt: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Log-prob (B, K) of K candidate identifiers (B, K, L) after each prompt (B, P), scored
     level by level over that level's codes as in beam search: each prompt runs once and its
-    candidates continue on copies of its cache."""
+    candidates continue from it."""
     b, k, levels = codes.shape
     c = torch.as_tensor(codes, device=model.device)
     with model.evaluating():
-        out, state = _first_step(model, prompt)
-        total = model.level_log_probs(out.logits[:, -1], 0).gather(1, c[:, :, 0]).double()
+        steps = _steps(model, prompt)
+        total = steps.first().gather(1, c[:, :, 0]).double()
         rows = torch.arange(b, device=model.device).repeat_interleave(k)
         for t in range(1, levels):
-            tokens = (c[:, :, t - 1] + int(model.level_offsets[t - 1])).reshape(-1, 1)
-            out = _next_step(model, state, _cache_of(out), rows, tokens, t - 1)
+            logp = steps.next(rows, c[:, :, t - 1].reshape(-1), t - 1).view(b, k, -1)
             rows = torch.arange(b * k, device=model.device)
-            logp = model.level_log_probs(out.logits[:, -1], t).view(b, k, -1)
             total += logp.gather(2, c[:, :, t : t + 1])[..., 0]
     return total.cpu().numpy()
 
 
 @torch.no_grad()
 def beam_search(
-    model: RecModel,
+    model: Model,
     prompt: np.ndarray,
     beams: int,
     tables: TrieTables | None = None,
@@ -242,23 +285,19 @@ def beam_search(
     if exclude is not None and tables is None:
         raise ValueError("exclude needs trie tables: items exist only in a trie")
     with model.evaluating():
-        out, state = _first_step(model, prompt)
+        steps = _steps(model, prompt)
+        logp_next = steps.first()
         b, device = len(prompt), model.device
         row = torch.arange(b, device=device)[:, None]
         banned = None
         if exclude is not None:
             banned = tables.excluded_nodes(torch.as_tensor(exclude, device=device))
-        scores = torch.zeros(
-            b,
-            1,
-            device=device,
-            dtype=torch.float64 if model.model.dtype == torch.float64 else torch.float32,
-        )
+        scores = torch.zeros(b, 1, device=device, dtype=_score_dtype(model))
         node = torch.zeros(b, 1, dtype=torch.long, device=device)
         codes = torch.zeros(b, 1, 0, dtype=torch.long, device=device)
         for t in range(model.n_levels):
             k, size = scores.shape[1], model.codebook_sizes[t]
-            logp = model.level_log_probs(out.logits[:, -1], t).view(b, k, size)
+            logp = logp_next.view(b, k, size)
             if penalty is not None:
                 logp = logp - penalty[t].to(logp.dtype)
             if tables is not None:
@@ -278,8 +317,7 @@ def beam_search(
                 node = child.reshape(b, -1).gather(1, idx).clamp(min=0)
             if t + 1 < model.n_levels:
                 beam_idx = (torch.arange(b, device=device)[:, None] * k + parent).view(-1)
-                tokens = (code + int(model.level_offsets[t])).view(-1, 1)
-                out = _next_step(model, state, _cache_of(out), beam_idx, tokens, t)
+                logp_next = steps.next(beam_idx, code.view(-1), t)
     items = None
     if tables is not None:
         items = torch.where(torch.isfinite(scores), tables.leaf_items[node], -1).cpu().numpy()
@@ -389,3 +427,50 @@ def exact_scores(
             logp = model.token_log_probs(np.repeat(prompt, c, 0), np.tile(tgt, (b, 1)))
             out[:, lo : lo + c] = logp.sum(1).view(b, c).cpu().numpy()
     return out
+
+
+# eval_mode="auto" scores item-level models exactly up to this many items and beam-searches
+# larger catalogues (benches/results/decoding.md, "exact vs beam").
+EXACT_ITEMS = 200_000
+
+
+def use_exact(mode: str, model: Model, n_items: int) -> bool:
+    """Whether `eval_mode` ("auto", "exact" or "beam") scores the whole catalogue: "auto"
+    does for item-level models of catalogues up to `EXACT_ITEMS` items."""
+    if mode == "auto":
+        return model.kind == "item" and n_items <= EXACT_ITEMS
+    return mode == "exact"
+
+
+@torch.no_grad()
+def top_items(
+    model: Model,
+    prompt: np.ndarray,
+    k: int,
+    tables: TrieTables,
+    identifiers: Identifiers,
+    exact: bool = False,
+    exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best items (B, k) after each prompt and their log-probabilities, best first:
+    by trie-constrained beam search, or (`exact`) by scoring every item of the catalogue;
+    `exclude` (B, S) item indices (-1 padding) are never returned. Slots no item fills hold
+    -1 and -inf."""
+    if not exact:
+        found = beam_search(model, prompt, k, tables, exclude=exclude)
+        return found.items, found.scores
+    if isinstance(model, ItemRecModel):
+        items, top = model.top_k(prompt, tables, k, exclude)
+        return items.cpu().numpy(), top.double().cpu().numpy()
+    scores = torch.as_tensor(exact_scores(model, prompt, identifiers), device=model.device)
+    if exclude is not None:
+        banned = torch.as_tensor(exclude, device=scores.device)
+        rows, cols = torch.nonzero(banned >= 0, as_tuple=True)
+        scores[rows, banned[rows, cols]] = NEG_INF
+    top, idx = scores.topk(min(k, scores.shape[1]), dim=1)
+    items = torch.where(torch.isfinite(top), idx, -1).cpu().numpy()
+    out_items = np.full((len(prompt), k), -1, dtype=np.int64)
+    out_scores = np.full((len(prompt), k), -np.inf)
+    out_items[:, : items.shape[1]] = items
+    out_scores[:, : items.shape[1]] = top.double().cpu().numpy()
+    return out_items, out_scores

@@ -1,5 +1,11 @@
-"""The self-improvement step: the model proposes identifiers for every item from its
-item2id prompt, and the core's `assign_unique` keeps them unique.
+"""The self-improvement step: the model proposes identifiers for every item, and the core's
+`assign_unique` keeps them unique.
+
+Token-level models propose from the item2id prompt (the paper). Item-level models propose
+from where the recommender itself expects each item: the hidden states before the item's
+own training occurrences, whose level log-probabilities summed over those occurrences score
+a candidate identifier by the training log-likelihood the item would have under it
+(`collaborative_beams`).
 
 Proposals are beam searches restricted level by level to that level's codes, not to
 existing identifiers. "Diverse token generation" subtracts from each code's log-prob a
@@ -17,10 +23,10 @@ import numpy as np
 import torch
 
 from ._core import IdentifierTrie, assign_unique
-from .data import Samples
+from .data import Samples, Windows
 from .decoding import beam_search, candidate_log_probs
 from .identifiers import Identifiers
-from .models import RecModel
+from .models import ItemRecModel, RecModel
 from .progress import progress_bar
 from .tasks import TaskBuilder
 
@@ -35,7 +41,7 @@ class RefineReport:
     rank0: int  # items that got their best candidate
     fallback: int  # items that got none of their candidates (nearest free identifier)
     kept: int  # items that kept their identifier (the model scored it best available)
-    frozen: int  # items without text, which keep their identifier
+    frozen: int  # items without evidence (no text; item-level: no training occurrence)
     codes_used: tuple[int, ...]  # distinct codes per level after the round
     entropy_bits: tuple[float, ...]  # code entropy per level after the round
     mean_rank0_logprob: float  # mean log-prob of the best candidate
@@ -139,6 +145,147 @@ def collaborative_scores(
     counts = np.bincount(owner[keep], minlength=len(items))[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / counts, np.nan)
+
+
+@torch.no_grad()
+def occurrence_states(
+    model: ItemRecModel, tasks: TaskBuilder, windows: Windows, batch_size: int = 64
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The hidden state (n_occ, d) before every training occurrence of an item (each target
+    of the training windows) and that item (n_occ,), sorted by item: one pass."""
+    states, owners = [], []
+    with model.evaluating():
+        for lo in range(0, len(windows), batch_size):
+            items = windows.items[lo : lo + batch_size]
+            prompt, _ = tasks.seqrec_windows(items)
+            hidden = model.model.encode(torch.as_tensor(prompt, device=model.device))
+            after = items[:, 1 : 1 + hidden.shape[1]]
+            states.append(hidden[torch.as_tensor(after >= 0, device=hidden.device)])
+            owners.append(after[after >= 0])
+    owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+    order = np.argsort(owner, kind="stable")
+    return torch.cat(states)[torch.as_tensor(order, device=model.device)], owner[order]
+
+
+def _item_blocks(owner: np.ndarray, n_items: int, per_block: int):
+    """(first item, end item, first occurrence, end occurrence) of blocks of `per_block`
+    items, over occurrences sorted by item."""
+    starts = np.arange(0, n_items, per_block)
+    bounds = np.searchsorted(owner, np.r_[starts, n_items])
+    for i, lo in enumerate(starts):
+        yield int(lo), int(min(lo + per_block, n_items)), int(bounds[i]), int(bounds[i + 1])
+
+
+@torch.no_grad()
+def occurrence_log_probs(
+    model: ItemRecModel,
+    states: torch.Tensor,
+    owner: torch.Tensor,
+    prefixes: torch.Tensor,
+    level: int,
+    chunk: int,
+) -> torch.Tensor:
+    """Level-`level` log-probabilities (n, K, V_level) after each of n items' K prefixes
+    (n, K, level) of global code ids, summed over the items' occurrences: hidden states
+    `states` (m, d) of occurrences of items `owner` (m,) in 0..n-1, `chunk` at a time."""
+    net = model.model
+    n, k = prefixes.shape[:2]
+    out = torch.zeros(n, k, model.codebook_sizes[level], dtype=torch.float64, device=states.device)
+    cond = net.codes(prefixes).sum(2) if level and net.conditional else None  # (n, K, d)
+    with model.evaluating():
+        for a in range(0, len(owner), chunk):
+            o = owner[a : a + chunk]
+            query = states[a : a + chunk, None, :]
+            query = query.expand(-1, k, -1) if cond is None else query + cond[o]
+            out.index_add_(0, o, net.level_log_probs(query, level).double())
+    return out
+
+
+def _blocks(model: ItemRecModel, owner: np.ndarray, n_items: int, width: int, max_elements: int):
+    """Item blocks whose (items or occurrences, width, codes) tensors stay under
+    `max_elements`, with the occurrences' owners relative to the block."""
+    per_block = max(1, max_elements // (width * max(model.codebook_sizes)))
+    for lo, hi, start, stop in _item_blocks(owner, n_items, per_block):
+        local = torch.as_tensor(owner[start:stop] - lo, device=model.device)
+        yield lo, hi, slice(start, stop), local, per_block
+
+
+def occurrence_scores(
+    model: ItemRecModel,
+    states: torch.Tensor,
+    owner: np.ndarray,
+    codes: np.ndarray,
+    max_elements: int = 1 << 24,
+) -> np.ndarray:
+    """The training log-likelihood (n_items, K) of each item's occurrences under each of its
+    K candidate identifiers (n_items, K, L): level log-probs summed over levels and
+    occurrences (0 for an item that never occurs)."""
+    n, k = codes.shape[:2]
+    tokens = torch.as_tensor(model.code_tokens(codes), device=model.device)
+    total = np.zeros((n, k))
+    for lo, hi, occ, local, chunk in _blocks(model, owner, n, k, max_elements):
+        block = tokens[lo:hi]
+        score = torch.zeros(hi - lo, k, dtype=torch.float64, device=model.device)
+        for level in range(model.n_levels):
+            logp = occurrence_log_probs(model, states[occ], local, block[:, :, :level], level, chunk)
+            code = block[:, :, level] - int(model.level_offsets[level])
+            score += logp.gather(2, code[..., None])[..., 0]
+        total[lo:hi] = score.cpu().numpy()
+    return total
+
+
+def collaborative_beams(
+    model: ItemRecModel,
+    states: torch.Tensor,
+    owner: np.ndarray,
+    n_items: int,
+    beams: int,
+    max_elements: int = 1 << 24,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `beams` identifiers (n_items, beams, L) under which each item's training
+    occurrences are most likely, by beam search over levels on the summed evidence, with
+    that log-likelihood (n_items, beams); any codes, not only existing identifiers. Beams
+    that the codebooks cannot fill score -inf."""
+    levels = model.n_levels
+    codes = np.zeros((n_items, beams, levels), dtype=np.int64)
+    out = np.full((n_items, beams), -np.inf)
+    for lo, hi, occ, local, chunk in _blocks(model, owner, n_items, beams, max_elements):
+        prefixes = torch.zeros(hi - lo, 1, 0, dtype=torch.long, device=model.device)
+        scores = torch.zeros(hi - lo, 1, dtype=torch.float64, device=model.device)
+        for level in range(levels):
+            size = model.codebook_sizes[level]
+            logp = occurrence_log_probs(model, states[occ], local, prefixes, level, chunk)
+            total = (scores[..., None] + logp).view(hi - lo, -1)
+            scores, idx = total.topk(min(beams, total.shape[1]), dim=1)
+            token = idx % size + int(model.level_offsets[level])
+            kept = prefixes.gather(1, (idx // size)[..., None].expand(-1, -1, level))
+            prefixes = torch.cat([kept, token[..., None]], 2)
+        width = scores.shape[1]
+        codes[lo:hi, :width] = prefixes.cpu().numpy() - model.level_offsets
+        out[lo:hi, :width] = scores.cpu().numpy()
+    return codes, out
+
+
+def collaborative_proposals(
+    model: ItemRecModel,
+    tasks: TaskBuilder,
+    windows: Windows,
+    identifiers: Identifiers,
+    beams: int = 20,
+    keep_current: bool = True,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items that occur in training (the others keep their identifiers), their candidates
+    (n, K, L) and scores (n, K): `collaborative_beams` and, with `keep_current`, the
+    current identifier scored the same way in the last column."""
+    states, owner = occurrence_states(model, tasks, windows, batch_size)
+    cand, scores = collaborative_beams(model, states, owner, identifiers.n_items, beams)
+    if keep_current:
+        current = identifiers.codes[:, None, :]
+        cand = np.concatenate([cand, current], 1)
+        scores = np.concatenate([scores, occurrence_scores(model, states, owner, current)], 1)
+    items = np.unique(owner)
+    return items, cand[items], scores[items]
 
 
 def combine_evidence(item2id: np.ndarray, seqrec: np.ndarray, evidence: str) -> np.ndarray:

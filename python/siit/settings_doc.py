@@ -32,6 +32,7 @@ SECTIONS = {
         "max_epochs_per_round",
         "max_epochs_first_round",
         "patience",
+        "cycles",
         "max_minutes_per_round",
         "eval_every",
         "batch_size",

@@ -69,6 +69,10 @@ class TaskBuilder:
         self.model = model
         self.max_text_tokens = max_text_tokens
         self.n_items = identifiers.n_items if dataset is None else dataset.n_items
+        if model.kind == "item":  # item-level models read no text: seqrec alone
+            self.text_items = self.title_items = np.zeros(0, dtype=np.int64)
+            self.set_identifiers(identifiers)
+            return
         records = [{}] * self.n_items if dataset is None else dataset.item_text
         self.text = self.text_ids(records)
         titles = [str(t.get("title") or "") for t in records]
@@ -126,7 +130,12 @@ class TaskBuilder:
 
     def seqrec(self, histories: np.ndarray, targets: np.ndarray | None = None):
         """Prompts of histories (B, H) of item indices padded with -1, and the targets'
-        identifier tokens."""
+        identifier tokens (item-level models: histories (B, H', L) of codes, one row per item)."""
+        if self.model.kind == "item":
+            hist = self._item_rows(histories)
+            used = (hist[..., 0] >= 0).any(0)
+            first = int(np.argmax(used)) if used.any() else hist.shape[1] - 1
+            return hist[:, first:], None if targets is None else self.code_tokens[targets]
         hist = np.where(
             histories[..., None] >= 0, self.code_tokens[np.maximum(histories, 0)], -1
         ).reshape(len(histories), -1)
@@ -137,7 +146,11 @@ class TaskBuilder:
         """The decoder-only layout of windows (B, W) of item indices, right-padded with -1:
         prompt = the seqrec prefix and the first item's identifier tokens, target = the
         identifier tokens of every later item, so one pass scores each of them after the
-        items before it."""
+        items before it. Item-level models read each window's items (B, W-1, L) and
+        predict the next item's codes at every position (B, W-1, L)."""
+        if self.model.kind == "item":
+            rows = self._item_rows(windows[:, : max(2, int((windows >= 0).sum(1).max()))])
+            return rows[:, :-1], rows[:, 1:]
         first = self.code_tokens[windows[:, 0]]
         rest = windows[:, 1:]
         target = np.where(rest[..., None] >= 0, self.code_tokens[np.maximum(rest, 0)], -1).reshape(
@@ -146,6 +159,10 @@ class TaskBuilder:
         prefix = self.templates["seqrec"][0]
         prompt = np.concatenate([np.broadcast_to(prefix, (len(windows), len(prefix))), first], 1)
         return prompt, trim(target, left=False)
+
+    def _item_rows(self, items: np.ndarray) -> np.ndarray:
+        """Global code ids (..., L) of item indices (...), -1 rows at -1."""
+        return np.where(items[..., None] >= 0, self.code_tokens[np.maximum(items, 0)], -1)
 
     def item2id(self, items: np.ndarray):
         # a model with an item vector projection reads the item's embedding, not its words

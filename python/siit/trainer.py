@@ -34,16 +34,17 @@ import torch.distributed as dist
 
 from .config import OBJECT, TrainConfig
 from .data import Dataset, Samples, Windows
-from .decoding import TrieTables, beam_search, exact_scores
+from .decoding import TrieTables, top_items, use_exact
 from .diagnostics import regeneration, semantic_consistency, split_by_moved
 from .embed import embed, item_texts
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, most_popular_ranks, ranking_metrics
-from .models import RecModel
+from .models import Model, load_model
 from .progress import progress_bar
 from .refine import (
     RefineReport,
     assign,
+    collaborative_proposals,
     collaborative_scores,
     combine_evidence,
     free_only,
@@ -138,7 +139,7 @@ class TrainResult:
     results, the test metrics of the best round and of the most-popular baseline on the
     same split, and where the run lies. `print(result)` gives the one-line summary."""
 
-    model: RecModel
+    model: Model
     identifiers: Identifiers  # the best round's
     rounds: list[RoundResult]
     best_round: int
@@ -242,9 +243,19 @@ def check_dataset(config: TrainConfig, dataset: Dataset) -> None:
             )
 
 
-def check_fits(model: RecModel, identifiers: Identifiers, config: TrainConfig) -> None:
+def check_fits(model: Model, identifiers: Identifiers, config: TrainConfig) -> None:
     """The identifiers must match the model's identifier tokens, and the longest prompt must
     fit the model's positions."""
+    if model.kind == "item":
+        limit = model.model.backbone.config.max_position_embeddings
+        if tuple(identifiers.codebook_sizes) != model.codebook_sizes or config.max_history >= limit:
+            raise ValueError(
+                f"bad configuration: an item-level model of codebook sizes "
+                f"{list(model.codebook_sizes)} and {limit} positions cannot read identifiers of "
+                f"sizes {list(identifiers.codebook_sizes)} after {config.max_history} items of "
+                "history (model_options.max_items)"
+            )
+        return
     if tuple(identifiers.codebook_sizes) != model.codebook_sizes:
         raise ValueError(
             f"bad configuration: identifiers of codebook sizes {list(identifiers.codebook_sizes)} "
@@ -270,7 +281,7 @@ class Trainer:
         config: TrainConfig,
         dataset: Dataset,
         identifiers: Identifiers,
-        model: RecModel,
+        model: Model,
         output_dir: Path,
         procs: Processes,
     ) -> None:
@@ -316,7 +327,7 @@ class Trainer:
     # -- samples -----------------------------------------------------------------------------
 
     def _train_samples(self) -> Samples | Windows:
-        if self.rec.kind == "causal":
+        if self.rec.kind in ("causal", "item"):
             windows = self.dataset.train_windows(self.config.max_history + 1)
             log.info(
                 "training on %d windows of up to %d items (%d targets)",
@@ -388,21 +399,26 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
 
-    def round_epochs(self) -> int:
-        """The current round's epoch cap: `max_epochs_first_round` for round 0 when set."""
+    def cycle_epochs(self) -> int:
+        """The epoch cap of each training cycle of the current round:
+        `max_epochs_first_round` for round 0 when set."""
         first = self.config.max_epochs_first_round
         if self.state["round"] == 0 and first is not None:
             return first
         return self.config.max_epochs_per_round
 
+    def round_epochs(self) -> int:
+        """The epoch (counted in the round) at which the current cycle ends at the latest."""
+        return self.state.get("cycle_epoch", 0) + self.cycle_epochs()
+
     def lr_factor(self, step: int) -> float:
-        """Learning-rate factor at a step of the round: linear warmup, then constant or a
-        cosine decay over the round's epoch cap."""
+        """Learning-rate factor at a step of the cycle: linear warmup, then constant or a
+        cosine decay over the cycle's epoch cap."""
         warm = max(1, self.config.warmup_steps)
         if step < warm:
             return (step + 1) / warm
         if self.config.lr_schedule == "cosine":
-            total = self.steps * self.round_epochs()
+            total = self.steps * self.cycle_epochs()
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
         return 1.0
 
@@ -420,7 +436,8 @@ class Trainer:
         if self.procs.world > 1:
             dist.all_reduce(tokens)
         loss = losses.sum() * (share * self.procs.world / tokens)
-        step = self.state["epoch"] * self.steps + self.state["step"]
+        epoch = self.state["epoch"] - self.state.get("cycle_epoch", 0)
+        step = epoch * self.steps + self.state["step"]
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * self.lr_factor(step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -477,8 +494,9 @@ class Trainer:
 
     # -- refinement and evaluation -----------------------------------------------------------
 
-    def refine(self) -> RefineReport:
-        start = time.perf_counter()
+    def _item2id_proposals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token-level models: beams from each item's item2id prompt (each process takes a
+        share of the items), with seqrec evidence as the levers ask."""
         items = self.tasks.alignment_items("item2id")
         mine = items[self.procs.shard(len(items))]
         cand, scores = propose(
@@ -505,8 +523,31 @@ class Trainer:
             )
             scores = combine_evidence(scores, seqrec, self.config.refine_evidence)
         parts = self.procs.gather((cand, scores))
-        cand = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts])
+        return (
+            items,
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+        )
+
+    def _collaborative_proposals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Item-level models: beams on the summed evidence of each item's training
+        occurrences; rank 0's proposal is everyone's, so all processes assign alike."""
+        found = collaborative_proposals(
+            self.rec,
+            self.tasks,
+            self.samples,
+            self.identifiers,
+            self.config.refine_beams,
+            self.config.keep_current,
+            self.config.eval_batch_size,
+        )
+        return self.procs.gather(found)[0]
+
+    def refine(self) -> RefineReport:
+        start = time.perf_counter()
+        items, cand, scores = (
+            self._collaborative_proposals() if self.rec.kind == "item" else self._item2id_proposals()
+        )
         regen = regeneration(cand[:, : self.config.refine_beams], self.identifiers.codes[items])
         if self.config.refine_free_only:
             scores = free_only(self.identifiers, items, cand, scores)
@@ -517,9 +558,10 @@ class Trainer:
         self.identifiers = new
         self.tasks.set_identifiers(new)
         log.info(
-            "round %d: before refinement, item2id regenerates %.1f%% of the identifiers as its "
+            "round %d: before refinement, %s regenerates %.1f%% of the identifiers as its "
             "best beam, %.1f%% among its %d beams (best beam's prefix per level %s)",
             self.state["round"],
+            "the occurrence evidence" if self.rec.kind == "item" else "item2id",
             100 * regen["top1"],
             100 * regen["topk"],
             self.config.refine_beams,
@@ -527,7 +569,7 @@ class Trainer:
         )
         log.info(
             "round %d refinement: %d items changed identifier, %d kept theirs, %d took their best "
-            "beam, %d fell back, %d without text kept theirs; codes used per level %s, "
+            "beam, %d fell back, %d without evidence kept theirs; codes used per level %s, "
             "entropy %s bits (%.1f s, %.0f items/s)",
             self.state["round"],
             report.changed,
@@ -670,19 +712,40 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _round_done(self) -> bool:
-        state, config = self.state, self.config
-        if state["epoch"] >= self.round_epochs():
-            return True
-        limit = config.max_minutes_per_round
+    def _out_of_time(self) -> bool:
+        limit = self.config.max_minutes_per_round
         # every rank takes rank 0's clock, so that all of them stop at the same epoch
-        if limit is not None and self.procs.gather(state["round_seconds"])[0] >= 60 * limit:
+        return limit is not None and self.procs.gather(self.state["round_seconds"])[0] >= 60 * limit
+
+    def _cycle_done(self) -> bool:
+        """The cycle ends at its epoch cap, at the round's time limit, or once `patience`
+        validations of this cycle have not beaten the round's best."""
+        state, config = self.state, self.config
+        if state["epoch"] >= self.round_epochs() or self._out_of_time():
             return True
         curve = state["curve"]
         if config.patience is None or not curve:
             return False
         best = max(range(len(curve)), key=lambda i: (curve[i]["ndcg@10"], -i))
-        return len(curve) - 1 - best >= config.patience
+        since = len(curve) - 1 - max(best, state.get("cycle_curve", 0) - 1)
+        return since >= config.patience
+
+    def _next_cycle(self) -> None:
+        """Restart from the round's best weights with a fresh optimizer, warmup and
+        schedule: a second descent often finds better weights than the first."""
+        state = self.state
+        self._load_model(ROUND_BEST)
+        self.optimizer.state.clear()
+        state.update(
+            cycle=state.get("cycle", 0) + 1, cycle_epoch=state["epoch"], cycle_curve=len(state["curve"])
+        )
+        log.info(
+            "round %d: cycle %d of %d starts at epoch %d from the round's best weights",
+            state["round"],
+            state["cycle"] + 1,
+            self.config.cycles,
+            state["epoch"] + 1,
+        )
 
     def validate(self) -> None:
         """Validation of the current weights; the round keeps them when they are its best
@@ -727,12 +790,17 @@ class Trainer:
             elif r == 0 and state["epoch"] == 0 and state["step"] == 0:
                 self.write_index(0)
             state.setdefault("round_seconds", 0.0)
-            while not self._round_done():
-                self.run_epoch()
-                state["round_seconds"] = time.perf_counter() - started
-                if state["epoch"] % config.eval_every == 0 or self._round_done():
-                    self.validate()
-                state["round_seconds"] = time.perf_counter() - started
+            while True:
+                while not self._cycle_done():
+                    self.run_epoch()
+                    state["round_seconds"] = time.perf_counter() - started
+                    if state["epoch"] % config.eval_every == 0 or self._cycle_done():
+                        self.validate()
+                    state["round_seconds"] = time.perf_counter() - started
+                    self.save_checkpoint()
+                if state.get("cycle", 0) + 1 >= config.cycles or self._out_of_time():
+                    break
+                self._next_cycle()
                 self.save_checkpoint()
             # the round continues from its best weights
             self._load_model(ROUND_BEST)
@@ -772,6 +840,9 @@ class Trainer:
                 refine=None,
                 curve=[],
                 round_seconds=0.0,
+                cycle=0,
+                cycle_epoch=0,
+                cycle_curve=0,
             )
             self.save_checkpoint()
             self.write_metrics()
@@ -787,7 +858,7 @@ class Trainer:
         self.procs.barrier()
 
     def _load_model(self, name: str) -> None:
-        saved = RecModel.load(self.dir / name, self.device)
+        saved = load_model(self.dir / name, self.device)
         with torch.no_grad():
             for mine, theirs in zip(
                 self.rec.model.parameters(), saved.model.parameters(), strict=True
@@ -842,7 +913,7 @@ def _write_json(path: Path, payload: Any) -> None:
 
 @torch.no_grad()
 def evaluate_samples(
-    rec: RecModel,
+    rec: Model,
     tasks: TaskBuilder,
     identifiers: Identifiers,
     samples: Samples,
@@ -857,7 +928,8 @@ def evaluate_samples(
     (a per-item mask), also the metrics of samples whose target moved and kept."""
     procs = procs or Processes()
     rows = procs.shard(len(samples))
-    tables = TrieTables.of(identifiers, rec.device) if config.eval_mode == "beam" else None
+    exact = use_exact(config.eval_mode, rec, identifiers.n_items)
+    tables = TrieTables.of(identifiers, rec.device)
     bs = config.eval_batch_size
     ranks, invalid, repeated = [], 0.0, 0.0
     for lo in progress_bar(
@@ -866,14 +938,7 @@ def evaluate_samples(
         part = rows[lo : lo + bs]
         prompt, _ = tasks.seqrec(samples.histories[part])
         exclude = None if seen is None else seen[part]
-        if tables is not None:
-            items = beam_search(rec, prompt, config.beams, tables, exclude=exclude).items
-        else:
-            scores = exact_scores(rec, prompt, identifiers)
-            if exclude is not None:
-                rows_, cols = np.nonzero(exclude >= 0)
-                scores[rows_, exclude[rows_, cols]] = -np.inf
-            items = np.argsort(-scores, axis=1, kind="stable")[:, : config.beams]
+        items, _ = top_items(rec, prompt, config.beams, tables, identifiers, exact, exclude)
         bad, rep = beam_validity(items)
         invalid += bad * items.size
         repeated += rep * items.size

@@ -1,4 +1,4 @@
-"""Language models that read and write item identifiers.
+"""Token-level models: language models that read and write item identifiers as tokens.
 
 A `RecModel` is a Hugging Face model (encoder-decoder or decoder-only) plus its tokenizer
 with one token per (level, code) added: `<a_0>` ... `<a_255>`, `<b_0>` ... Identifier tokens
@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .progress import quiet_transformers
+from ..progress import quiet_transformers
 
 log = logging.getLogger(__name__)
 
@@ -486,29 +486,7 @@ def train_text_tokenizer(
     )
 
 
-def is_preset(name: str) -> bool:
-    return name in PRESETS
-
-
-def check_model_name(name: str, gguf_file: str | None = None) -> None:
-    """Fail early on a model that is neither a preset, a local directory nor a hub name that
-    is cached or reachable (the error lists the presets)."""
-    if is_preset(name) or Path(name).is_dir():
-        return
-    if gguf_file is not None:
-        return  # a GGUF checkpoint is checked when it loads
-    from transformers import AutoConfig
-
-    try:
-        AutoConfig.from_pretrained(name)
-    except Exception as err:  # noqa: BLE001 - any failure means the name is unusable
-        raise ValueError(
-            f"model {name!r} is not a preset ({', '.join(PRESETS)}), a local directory or a "
-            f"loadable Hugging Face model: {err}"
-        ) from None
-
-
-def build_model(
+def build_token_model(
     name: str,
     codebook_sizes: Sequence[int],
     prefixes: Sequence[str],
@@ -525,7 +503,7 @@ def build_model(
     prefixes = tuple(prefixes)
     vocab = _identifier_vocabulary(sizes, prefixes)
     torch.manual_seed(seed)
-    if is_preset(name):
+    if name in PRESETS:
         params = {**PRESETS[name], **overrides}
         arch = params.pop("arch")
         tokenizer = train_text_tokenizer(texts, [*TASK_TOKENS, *vocab], text_vocab_size)

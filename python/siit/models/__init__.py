@@ -1,0 +1,107 @@
+"""Recommendation models: presets, the two model families and the factory.
+
+- `token_level`: Hugging Face language models (encoder-decoder or decoder-only) that read and
+  write identifiers as tokens, L per item (`RecModel`; the paper's shape).
+- `item_level`: one position per item, the identifier's codes summed in and scored level by
+  level out (`ItemRecModel`).
+
+`build_model` makes either from a preset name (or a Hugging Face model), `load_model` reads
+either back from a directory written by its `save`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .item_level import ITEM_PRESETS, ItemRecModel, build_item_model
+from .token_level import (
+    DTYPES,
+    NEG_INF,
+    PRESETS,
+    PROJECTION,
+    PROJECTION_FILE,
+    RecModel,
+    build_token_model,
+    full_precision,
+    smollm2_gguf,
+    train_text_tokenizer,
+)
+
+__all__ = [
+    "DTYPES",
+    "ITEM_PRESETS",
+    "NEG_INF",
+    "PRESETS",
+    "PROJECTION",
+    "PROJECTION_FILE",
+    "ItemRecModel",
+    "RecModel",
+    "build_model",
+    "check_model_name",
+    "full_precision",
+    "is_preset",
+    "load_model",
+    "smollm2_gguf",
+    "train_text_tokenizer",
+]
+
+Model = RecModel | ItemRecModel
+
+
+def is_preset(name: str) -> bool:
+    return name in PRESETS or name in ITEM_PRESETS
+
+
+def check_model_name(name: str, gguf_file: str | None = None) -> None:
+    """Fail early on a model that is neither a preset, a local directory nor a hub name that
+    is cached or reachable (the error lists the presets)."""
+    if is_preset(name) or Path(name).is_dir():
+        return
+    if gguf_file is not None:
+        return  # a GGUF checkpoint is checked when it loads
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as err:  # noqa: BLE001 - any failure means the name is unusable
+        raise ValueError(
+            f"model {name!r} is not a preset ({', '.join([*PRESETS, *ITEM_PRESETS])}), a local "
+            f"directory or a loadable Hugging Face model: {err}"
+        ) from None
+
+
+def build_model(
+    name: str,
+    codebook_sizes: Sequence[int],
+    prefixes: Sequence[str],
+    texts: Sequence[str] = (),
+    text_vocab_size: int = 4000,
+    gguf_file: str | None = None,
+    seed: int = 0,
+    **overrides: Any,
+) -> Model:
+    """A model by preset name (token-level or item-level, built from scratch) or a
+    pretrained token-level model by Hugging Face name or path; `overrides` change preset
+    fields. Token-level models learn a text vocabulary from `texts`; item-level models read
+    no text."""
+    if name in ITEM_PRESETS:
+        return build_item_model(codebook_sizes, prefixes, seed, preset=name, **overrides)
+    return build_token_model(
+        name, codebook_sizes, prefixes, texts, text_vocab_size, gguf_file, seed, **overrides
+    )
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Model:
+    """A model saved by `RecModel.save` or `ItemRecModel.save`."""
+    directory = Path(directory)
+    meta = directory / "siit_model.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{directory} is not a saved siit model (no siit_model.json)")
+    if json.loads(meta.read_text()).get("kind") == "item":
+        return ItemRecModel.load(directory, device)
+    return RecModel.load(directory, device)

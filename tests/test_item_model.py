@@ -1,0 +1,260 @@
+"""Item-level models: exact catalogue scores, beam search on the same heads, the
+all-position loss, exclusion, persistence, and refinement from occurrence evidence."""
+
+import json
+
+import numpy as np
+import pytest
+import siit
+import torch
+from siit.decoding import TrieTables, beam_search, candidate_log_probs, top_items
+from siit.models import ItemRecModel, build_model, load_model
+from siit.refine import (
+    assign,
+    collaborative_beams,
+    collaborative_proposals,
+    free_only,
+    gate_by_margin,
+    occurrence_scores,
+    occurrence_states,
+)
+from siit.tasks import TaskBuilder
+from siit.trainer import Trainer
+from tiny import TINY_RUN, random_identifiers, tiny_dataset
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["conditional", "independent"])
+def setup(request):
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = build_model(
+        "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, seed=3,
+        conditional=request.param,
+    )
+    # untrained codes embeddings are near zero: spread them so that levels interact
+    with torch.no_grad():
+        model.model.codes.weight.normal_(0, 1.0)
+    tasks = TaskBuilder(model, dataset, identifiers)
+    samples = dataset.valid_samples()
+    prompt, _ = tasks.seqrec(samples.histories[:9])
+    return model, identifiers, tasks, prompt, dataset
+
+
+def test_exact_scores_are_the_per_item_log_probs(setup):
+    model, identifiers, _, prompt, _ = setup
+    tables = TrieTables.of(identifiers)
+    exact = model.item_log_probs(prompt, tables).numpy()
+    assert exact.shape == (len(prompt), identifiers.n_items)
+    tokens = torch.as_tensor(model.code_tokens(identifiers.codes))
+    with torch.no_grad():
+        hidden = model.last_hidden(prompt)
+        for item in range(identifiers.n_items):  # one item at a time, level by level
+            one = model.model.target_log_probs(hidden, tokens[item].expand(len(prompt), -1))
+            np.testing.assert_allclose(exact[:, item], one.sum(1).numpy(), atol=1e-5)
+    # a probability distribution over all identifiers: the catalogue holds part of it
+    assert (np.exp(exact).sum(1) < 1 + 1e-5).all()
+
+
+def test_small_chunks_give_the_same_scores(setup):
+    model, identifiers, _, prompt, _ = setup
+    tables = TrieTables.of(identifiers)
+    whole = model.item_log_probs(prompt, tables)
+    chunked = model.item_log_probs(prompt, tables, max_elements=1)
+    torch.testing.assert_close(whole, chunked)
+
+
+def test_exact_ranking_equals_a_beam_that_covers_the_catalogue(setup):
+    model, identifiers, _, prompt, _ = setup
+    tables = TrieTables.of(identifiers)
+    n = identifiers.n_items
+    items, scores = top_items(model, prompt, n, tables, identifiers, exact=True)
+    found = beam_search(model, prompt, n, tables)
+    np.testing.assert_array_equal(items, found.items)
+    np.testing.assert_allclose(scores, found.scores, atol=1e-5)
+    # and candidate_log_probs agrees with both
+    again = candidate_log_probs(model, prompt, identifiers.codes[items])
+    np.testing.assert_allclose(again, scores, atol=1e-5)
+
+
+def test_exclusion_bans_history_items_in_both_modes(setup):
+    model, identifiers, _, prompt, _ = setup
+    tables = TrieTables.of(identifiers)
+    first, _ = top_items(model, prompt, 10, tables, identifiers, exact=True)
+    exclude = np.full((len(prompt), 3), -1)
+    exclude[:, :2] = first[:, :2]  # each user's two best items
+    for exact in (True, False):
+        items, _ = top_items(model, prompt, 10, tables, identifiers, exact, exclude)
+        for row, ex in zip(items, exclude, strict=True):
+            assert not set(row.tolist()) & set(ex[ex >= 0].tolist())
+        if exact:  # the rest of the ranking moves up
+            np.testing.assert_array_equal(items[:, :8], first[:, 2:10])
+
+
+def test_all_position_loss_equals_prefix_losses_one_at_a_time(setup):
+    model, identifiers, tasks, _, dataset = setup
+    windows = dataset.train_windows(8).items[:5]
+    prompt, target = tasks.seqrec_windows(windows)
+    with torch.no_grad():
+        losses = model.token_losses(model.model, prompt, target).numpy()
+        for row, window in enumerate(windows):
+            length = int((window >= 0).sum())
+            for end in range(1, length):  # the history window[:end], the target window[end]
+                hist, _ = tasks.seqrec(window[None, :end])
+                hidden = model.last_hidden(hist)
+                tgt = torch.as_tensor(model.code_tokens(identifiers.codes[window[end]]))[None]
+                one = -model.model.target_log_probs(hidden, tgt)[0].numpy()
+                np.testing.assert_allclose(losses[row, end - 1], one, atol=1e-5)
+            assert (losses[row, length - 1 :] == 0).all()  # padding
+
+
+def test_save_and_load_round_trip(setup, tmp_path):
+    model, identifiers, _, prompt, _ = setup
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, ItemRecModel)
+    assert again.options == model.options
+    tables = TrieTables.of(identifiers)
+    torch.testing.assert_close(again.item_log_probs(prompt, tables), model.item_log_probs(prompt, tables))
+
+
+def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):
+    model, identifiers, tasks, _, dataset = setup
+    windows = dataset.train_windows(6)
+    states, owner = occurrence_states(model, tasks, windows, batch_size=7)
+    assert len(owner) == int((windows.lengths() - 1).sum())  # every target, once
+    rng = np.random.default_rng(0)
+    cand = rng.integers(0, 6, size=(identifiers.n_items, 4, 3))
+    summed = occurrence_scores(model, states, owner, cand, max_elements=50)
+    # one occurrence at a time: the history before it through the model, its candidates
+    ref = np.zeros_like(summed)
+    items = windows.items
+    for w in range(len(items)):
+        for end in range(1, int((items[w] >= 0).sum())):
+            hist, _ = tasks.seqrec(items[w][None, :end])
+            item = items[w, end]
+            ref[item] += candidate_log_probs(model, hist, cand[item][None])[0]
+    np.testing.assert_allclose(summed, ref, atol=1e-4)
+    # the beams are the identifiers under which the occurrences are most likely
+    beams, scores = collaborative_beams(model, states, owner, identifiers.n_items, 5, 50)
+    np.testing.assert_allclose(occurrence_scores(model, states, owner, beams), scores, atol=1e-4)
+    # with beams covering every prefix above the last level, the search is exhaustive
+    _, full = collaborative_beams(model, states, owner, identifiers.n_items, 36, 50)
+    grid = np.stack(np.meshgrid(*[np.arange(6)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    best_item = int(np.bincount(owner).argmax())
+    everything = occurrence_scores(
+        model, states[owner == best_item], np.zeros((owner == best_item).sum(), np.int64),
+        grid[None],
+    )[0]
+    assert full[best_item, 0] == pytest.approx(everything.max(), abs=1e-4)
+
+
+def test_a_collaborative_move_never_lowers_the_training_likelihood(setup):
+    model, identifiers, tasks, _, dataset = setup
+    windows = dataset.train_windows(6)
+    items, cand, scores = collaborative_proposals(model, tasks, windows, identifiers, 5)
+    assert (scores[:, :-1].max(1) >= scores[:, -1] - 1e-9).all()  # the beams include the best
+    scores = gate_by_margin(free_only(identifiers, items, cand, scores), 0.0)
+    new, report = assign(identifiers, items, cand, scores)
+    assert new.is_unique() and report.changed > 0
+    states, owner = occurrence_states(model, tasks, windows)
+    before = occurrence_scores(model, states, owner, identifiers.codes[:, None])[:, 0]
+    after = occurrence_scores(model, states, owner, new.codes[:, None])[:, 0]
+    assert (after >= before - 1e-9).all()
+    assert after.sum() > before.sum() + 1.0
+    # items that never occur in training keep their identifiers
+    absent = np.setdiff1d(np.arange(identifiers.n_items), owner)
+    np.testing.assert_array_equal(new.codes[absent], identifiers.codes[absent])
+
+
+ITEM_RUN = {
+    **TINY_RUN,
+    "model": "item-tiny",
+    "rounds": 1,
+    "max_epochs_per_round": 2,
+    "batch_size": 16,
+    "dataset": "synthetic",
+    "dtype": "float64",
+}
+
+
+@pytest.fixture(scope="module")
+def item_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("item-run")
+    return siit.train(output_dir=out, **ITEM_RUN), out
+
+
+def test_an_item_level_run_refines_to_unique_identifiers(item_run):
+    result, out = item_run
+    assert result.model.kind == "item"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["tasks"] == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+    assert metrics["config"]["refine_evidence"] == "seqrec"
+    refine = metrics["rounds"][1]["refine"]
+    assert refine["changed"] > 0
+    for r in (0, 1):
+        index = siit.Identifiers.load(out / "index" / f"round-{r}.index.json", [8, 8, 8])
+        assert index.is_unique()
+    assert result.test["invalid_share"] == 0 and result.test["ndcg@10"] > 0
+    # a loaded run ranks exactly (eval_mode auto) and agrees with the run's test metrics
+    assert siit.evaluate(out)["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-9)
+    items, scores = siit.load(out).recommend([["1", "2", "3"]], k=5)
+    assert items.shape == (1, 5) and (np.diff(scores[0]) <= 0).all()
+
+
+def test_an_interrupted_item_level_run_resumes_to_the_same_result(item_run, tmp_path, monkeypatch):
+    _, reference = item_run
+    original = Trainer.train_step
+
+    def interrupted(self, task, rows):
+        if self.state["round"] == 1 and self.state["epoch"] == 1 and self.state["step"] == 3:
+            raise KeyboardInterrupt
+        return original(self, task, rows)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        siit.train(output_dir=tmp_path, **ITEM_RUN)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    siit.train(resume=tmp_path, progress=False)
+    a, b = (json.loads((p / "metrics.json").read_text()) for p in (tmp_path, reference))
+    for ra, rb in zip(a["rounds"], b["rounds"], strict=True):
+        assert ra["valid"] == pytest.approx(rb["valid"], abs=1e-12)
+    assert a["test"] == pytest.approx(b["test"], abs=1e-12)
+    for r in (0, 1):
+        name = f"index/round-{r}.index.json"
+        assert (tmp_path / name).read_text() == (reference / name).read_text()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"tasks": {"seqrec": 1, "item2id": 0.5}}, "train seqrec alone"),
+        ({"rounds": 1, "refine_evidence": "item2id"}, "refine from seqrec evidence"),
+    ],
+)
+def test_item_level_models_refuse_text_tasks(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        siit.train(output_dir=tmp_path, **{**ITEM_RUN, **settings})
+
+
+@pytest.mark.parametrize("candidates", [1, 3, 64])
+def test_pruned_top_k_equals_the_top_of_every_score(setup, candidates):
+    """Scoring the last level under a few nodes per user, with the full fallback where the
+    bound says so, gives exactly the top of the full scores, with exclusion too."""
+    model, identifiers, _, prompt, _ = setup
+    tables = TrieTables.of(identifiers)
+    every = model.item_log_probs(prompt, tables)
+    exclude = np.full((len(prompt), 4), -1)
+    exclude[:, :3] = np.argsort(-every.numpy(), 1)[:, [0, 2, 5]]
+    for ban in (None, exclude):
+        items, scores = model.top_k(prompt, tables, 10, ban, candidates=candidates)
+        ref = every.clone()
+        if ban is not None:
+            for row, ex in enumerate(ban):
+                ref[row, ex[ex >= 0]] = float("-inf")
+        top, idx = ref.topk(10, dim=1)
+        torch.testing.assert_close(scores, top)
+        np.testing.assert_array_equal(items.numpy(), idx.numpy())
+    # a k beyond the catalogue leaves -1 / -inf slots
+    items, scores = model.top_k(prompt, tables, identifiers.n_items + 5, candidates=candidates)
+    assert (items[:, -5:] == -1).all() and torch.isinf(scores[:, -5:]).all()
+    assert sorted(items[0, :-5].tolist()) == list(range(identifiers.n_items))
