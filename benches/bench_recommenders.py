@@ -1,16 +1,18 @@
 """Recommenders side by side on one leave-one-out split: most popular, SASRec over item ids
-(`peers.py`), the decoder-only generative model (gpt-mini, `rounds=0`) on RQ-VAE and CID
-identifiers, and the encoder-decoder model (t5-mini) at the budget a CPU affords.
+(`peers.py`), the generative models (`rounds=0`) on RQ-VAE and CID identifiers: token-level
+decoder-only (gpt-mini), item-level (item-mini) and encoder-decoder (t5-mini) at the budget a
+CPU affords.
 
 Every arm trains until validation NDCG@10 stops improving and reads test once. Test
 Recall@10 / NDCG@10 are reported as the literature does (history items may be
 recommended) and with the user's history excluded. Identifiers are fitted once per
 (dataset, tokenizer) with seed 0 and shared by the seeds, so seeds vary the model only.
 Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms are not
-repeated, so the script resumes.
+repeated, so the script resumes, and rows already in recommenders.json are kept unless their
+arm runs again (`--models item-mini` adds item-level rows beside the recorded ones).
 
     python benches/bench_recommenders.py --datasets movielens ../shared/data/office \
-        ../shared/data/scientific --seeds 0 1 2 --jobs 2
+        ../shared/data/scientific --seeds 0 1 2 --jobs 2 --models gpt-mini item-mini
 
 Writes benches/results/recommenders.{json,md}.
 """
@@ -33,7 +35,11 @@ from bench_siit import RUNS, finished, grid_args, run, tokenize
 HERE = Path(__file__).parent
 OUT = HERE / "results"
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
-GENERATIVE = {"gpt-mini": "decoder-only", "t5-mini": "encoder-decoder"}
+GENERATIVE = {
+    "item-mini": "item-level",
+    "gpt-mini": "decoder-only",
+    "t5-mini": "encoder-decoder",
+}
 
 
 def load(dataset: str):
@@ -85,7 +91,13 @@ def generative(arm: dict) -> dict:
         done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
         excluded.write_text(done.stdout)
     rounds = metrics["rounds"]
+    curve = [c for r in rounds for c in r["curve"]]
+    users = metrics["dataset"]["valid_users"]
     return {
+        "valid": rounds[metrics["best_round"]]["valid"],
+        "valid_users_per_second": round(
+            users * len(curve) / max(sum(c["eval_seconds"] for c in curve), 1e-9), 1
+        ),
         "test": metrics["test"],
         "test_exclude_history": json.loads(excluded.read_text()),
         "epochs": sum(r["epochs"] for r in rounds),
@@ -120,7 +132,7 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
             )
         seq2seq = name in args.seq2seq_datasets
         for model, tokenizers, seeds in (
-            ("gpt-mini", args.tokenizers, args.seeds),
+            *((m, args.tokenizers, args.seeds) for m in args.models),
             ("t5-mini", args.seq2seq_tokenizers if seq2seq else [], args.seq2seq_seeds),
         ):
             for tokenizer in tokenizers:
@@ -168,8 +180,8 @@ def result_of(arm: dict, report: bool) -> dict | None:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| dataset | model | identifiers | seeds | Recall@10 | NDCG@10 | Recall@10 excl. history "
-        "| NDCG@10 excl. history | epochs (best) | minutes per run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "| NDCG@10 excl. history | epochs (best) | minutes per run | validation users/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
@@ -184,17 +196,51 @@ def table(rows: list[dict]) -> list[str]:
         epochs = ",".join(f"{g.get('epochs', 0)} ({g.get('best_epoch', '-')})" for g in group)
         minutes = np.mean([g["seconds"] for g in group]) / 60
         label = GENERATIVE.get(model, model) + (f" ({model})" if model in GENERATIVE else "")
+        speed = [g["valid_users_per_second"] for g in group if "valid_users_per_second" in g]
+        speed_cell = f"{np.mean(speed):.0f}" if speed else "-"
         lines.append(
             f"| {dataset} | {label} | {tokenizer} | {len(group)} | {stat('test', 'recall@10')} | "
             f"{stat('test', 'ndcg@10')} | {stat('test_exclude_history', 'recall@10')} | "
-            f"{stat('test_exclude_history', 'ndcg@10')} | {epochs} | {minutes:.1f} |"
+            f"{stat('test_exclude_history', 'ndcg@10')} | {epochs} | {minutes:.1f} | "
+            f"{speed_cell} |"
         )
     return lines
+
+
+def key(row: dict) -> tuple:
+    return row["dataset"], row["model"], row["tokenizer"], row["seed"]
+
+
+def kept_rows(new: list[dict]) -> list[dict]:
+    """Rows of recommenders.json whose arm did not run this time (recorded figures stay)."""
+    path = OUT / "recommenders.json"
+    if not path.exists():
+        return []
+    ran = {key(r) for r in new}
+    return [r for r in json.loads(path.read_text())["rows"] if key(r) not in ran]
+
+
+def provenance() -> dict:
+    """Commit, machine and software versions of a row run now."""
+    import torch
+    import transformers
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+    ).stdout.strip()
+    return dict(
+        commit=commit,
+        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        python=platform.python_version(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     grid_args(parser)
+    parser.add_argument("--models", nargs="*", default=["gpt-mini"], choices=["gpt-mini", "item-mini"])
     parser.add_argument("--seq2seq-datasets", nargs="*", default=["office"])
     parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])
     parser.add_argument("--seq2seq-seeds", nargs="*", type=int, default=[0])
@@ -206,16 +252,27 @@ def main() -> None:
     if args.peer:
         run_peer(json.loads(args.peer))
         return
-    arms = arms_of(args)
+    recorded = {key(r): r for r in kept_rows([])}
+    # an arm recorded in recommenders.json whose run is not here is not run again
+    arms = [a for a in arms_of(args) if key(a) not in recorded or Path(a["output_dir"]).exists()]
     # cheap arms first, then seed-major: an interrupted grid still covers every cell
     arms.sort(key=lambda a: (a["model"] == "t5-mini", a["seed"]))
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda a: result_of(a, args.report), arms))
     rows = [
-        dict(dataset=a["dataset"], model=a["model"], tokenizer=a["tokenizer"], seed=a["seed"], **r)
+        dict(
+            dataset=a["dataset"],
+            model=a["model"],
+            tokenizer=a["tokenizer"],
+            seed=a["seed"],
+            **r,
+            **({"settings": a["settings"]} if "settings" in a else {}),
+            provenance=provenance(),
+        )
         for a, r in zip(arms, results, strict=True)
         if r is not None
     ]
+    rows = kept_rows(rows) + rows
     rows.sort(
         key=lambda r: (
             r["dataset"],

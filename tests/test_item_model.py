@@ -254,7 +254,45 @@ def test_pruned_top_k_equals_the_top_of_every_score(setup, candidates):
         top, idx = ref.topk(10, dim=1)
         torch.testing.assert_close(scores, top)
         np.testing.assert_array_equal(items.numpy(), idx.numpy())
+        chunked = model.top_k(prompt, tables, 10, ban, candidates=candidates, max_elements=1)
+        np.testing.assert_array_equal(chunked[0].numpy(), idx.numpy())
     # a k beyond the catalogue leaves -1 / -inf slots
     items, scores = model.top_k(prompt, tables, identifiers.n_items + 5, candidates=candidates)
     assert (items[:, -5:] == -1).all() and torch.isinf(scores[:, -5:]).all()
     assert sorted(items[0, :-5].tolist()) == list(range(identifiers.n_items))
+
+
+def test_text_input_trains_saves_serves_and_grows_with_new_items(tmp_path):
+    settings = {**ITEM_RUN, "rounds": 0, "model_options": {"text_input": True}}
+    result = siit.train(output_dir=tmp_path, **settings)
+    assert result.model.text_dim == 384
+    assert result.model.model.item_text.shape == (result.identifiers.n_items, 384)
+    loaded = load_model(tmp_path / "best" / "model")
+    torch.testing.assert_close(loaded.model.item_text, result.model.model.item_text.float())
+    assert siit.evaluate(tmp_path)["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-9)
+    # the text changes what the model reads: without it the scores differ
+    tables = TrieTables.of(result.identifiers)
+    tasks = TaskBuilder(loaded, None, result.identifiers)
+    prompt, _ = tasks.seqrec(np.array([[0, 1, 2]]))
+    with_text = loaded.item_log_probs(prompt, tables)
+    loaded.model.item_text.zero_()
+    assert not torch.allclose(with_text, loaded.item_log_probs(prompt, tables))
+    added = siit.add_items(tmp_path, {"new-1": {"title": "a new thing"}})
+    rec = siit.load(tmp_path)
+    assert rec.model.model.item_text.shape[0] == result.identifiers.n_items + 1
+    items, _ = rec.recommend([["new-1"]], k=3)
+    assert items.shape == (1, 3) and added.item_ids == ["new-1"]
+
+
+def test_text_input_needs_item_text(tmp_path):
+    base = tiny_dataset()
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    inter = {str(u): [int(i) for i in base.sequence(u)] for u in range(base.n_users)}
+    (folder / "bare.inter.json").write_text(json.dumps(inter))
+    settings = {**ITEM_RUN, "dataset": str(folder), "rounds": 0}
+    with pytest.raises(ValueError, match="text_input needs item text"):
+        siit.train(output_dir=tmp_path / "run", model_options={"text_input": True}, **settings)
+    # without text input, an item-level model trains and refines on interactions alone
+    result = siit.train(output_dir=tmp_path / "plain", **{**settings, "rounds": 1})
+    assert result.rounds[1].refine["changed"] >= 0 and result.identifiers.is_unique()

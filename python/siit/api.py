@@ -155,6 +155,12 @@ def train(
             rec = model
             rec.model.to(device)
         else:
+            options = dict(cfg.model_options)
+            text = None
+            if options.pop("text_input", False):  # item-level: item text vectors as input
+                data.require_text("model_options text_input")
+                text = embed(item_texts(data), progress=cfg.progress and procs.main)
+                options["text_dim"] = text.shape[1]
             rec = build_model(
                 cfg.model,
                 identifiers.codebook_sizes,
@@ -163,9 +169,11 @@ def train(
                 cfg.text_vocab_size,
                 cfg.gguf_file,
                 cfg.seed,
-                **cfg.model_options,
+                **options,
             )
             rec.model.to(device)
+            if text is not None:
+                rec.set_item_text(text)
     rec.model.to(DTYPES[cfg.dtype])
     if cfg.item2id_input == "embedding":
         vectors = embed(item_texts(data), progress=cfg.progress and procs.main)
@@ -563,6 +571,10 @@ def add_items(
     codes, rank = assign_unique(
         candidates, scores, identifiers.codebook_sizes, reserved=identifiers.codes
     )
+    if isinstance(rec, ItemRecModel) and rec.text_dim:  # new items' text joins the input
+        vectors = rec.model.item_text.cpu().numpy()
+        rec.set_item_text(np.concatenate([vectors, embed(texts, progress=False)]))
+        _save_item_text(rec, run_dir / BEST / "model")
     grown = Identifiers(
         np.concatenate([identifiers.codes, codes]),
         identifiers.codebook_sizes,
@@ -581,6 +593,17 @@ def add_items(
         int((rank < 0).sum()),
     )
     return AddedItems(grown, ids, codes, rank, path)
+
+
+def _save_item_text(rec: ItemRecModel, directory: Path) -> None:
+    """The model's item text vectors, written atomically beside its weights."""
+    from safetensors.torch import save_file
+
+    from .models.item_level import TEXT
+
+    tmp = directory / f"{TEXT}.tmp"
+    save_file({"item_text": rec.model.item_text.contiguous()}, str(tmp))
+    tmp.replace(directory / TEXT)
 
 
 def _item2id_beams(

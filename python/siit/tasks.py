@@ -130,7 +130,7 @@ class TaskBuilder:
 
     def seqrec(self, histories: np.ndarray, targets: np.ndarray | None = None):
         """Prompts of histories (B, H) of item indices padded with -1, and the targets'
-        identifier tokens (item-level models: histories (B, H', L) of codes, one row per item)."""
+        identifier tokens (item-level models: histories (B, H', L + 1) of item rows, `_item_rows`)."""
         if self.model.kind == "item":
             hist = self._item_rows(histories)
             used = (hist[..., 0] >= 0).any(0)
@@ -146,11 +146,11 @@ class TaskBuilder:
         """The decoder-only layout of windows (B, W) of item indices, right-padded with -1:
         prompt = the seqrec prefix and the first item's identifier tokens, target = the
         identifier tokens of every later item, so one pass scores each of them after the
-        items before it. Item-level models read each window's items (B, W-1, L) and
+        items before it. Item-level models read each window's item rows (B, W-1, L + 1) and
         predict the next item's codes at every position (B, W-1, L)."""
         if self.model.kind == "item":
             rows = self._item_rows(windows[:, : max(2, int((windows >= 0).sum(1).max()))])
-            return rows[:, :-1], rows[:, 1:]
+            return rows[:, :-1], rows[:, 1:, :-1]
         first = self.code_tokens[windows[:, 0]]
         rest = windows[:, 1:]
         target = np.where(rest[..., None] >= 0, self.code_tokens[np.maximum(rest, 0)], -1).reshape(
@@ -161,8 +161,10 @@ class TaskBuilder:
         return prompt, trim(target, left=False)
 
     def _item_rows(self, items: np.ndarray) -> np.ndarray:
-        """Global code ids (..., L) of item indices (...), -1 rows at -1."""
-        return np.where(items[..., None] >= 0, self.code_tokens[np.maximum(items, 0)], -1)
+        """Item rows (..., L + 1) of item indices (...): the global code ids, then the index
+        (which a model with text input reads); -1 rows at -1."""
+        rows = np.concatenate([self.code_tokens[np.maximum(items, 0)], items[..., None]], -1)
+        return np.where(items[..., None] >= 0, rows, -1)
 
     def item2id(self, items: np.ndarray):
         # a model with an item vector projection reads the item's embedding, not its words

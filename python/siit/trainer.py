@@ -298,8 +298,12 @@ class Trainer:
         if procs.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # batches without item2id prompts leave the item vector projection unused
+            # item text vectors are a buffer every rank holds already: no broadcast per step
             self.net = torch.nn.parallel.DistributedDataParallel(
-                model.model, device_ids=ids, find_unused_parameters=bool(model.vector_tokens)
+                model.model,
+                device_ids=ids,
+                find_unused_parameters=bool(model.vector_tokens),
+                broadcast_buffers=model.kind != "item",
             )
         decay = [p for n, p in model.model.named_parameters() if p.ndim > 1]
         no_decay = [p for n, p in model.model.named_parameters() if p.ndim <= 1]

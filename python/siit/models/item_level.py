@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..decoding import TrieTables
 
 WEIGHTS = "item_model.safetensors"
+TEXT = "item_text.safetensors"  # the item text vectors of a model with text input
 META = "siit_model.json"
 
 ITEM_PRESETS: dict[str, dict[str, Any]] = {
@@ -48,7 +49,7 @@ ITEM_PRESETS: dict[str, dict[str, Any]] = {
     "item-tiny": dict(arch="gpt2", hidden=32, layers=1, heads=2, inner=64, head_inner=64, dropout=0.0),
 }
 # Options every item-level model has, and their defaults.
-DEFAULTS: dict[str, Any] = dict(conditional=True, max_items=512, attn_dropout=0.0)
+DEFAULTS: dict[str, Any] = dict(conditional=True, max_items=512, attn_dropout=0.0, text_dim=0)
 
 
 class LevelHead(nn.Module):
@@ -126,6 +127,7 @@ class ItemLM(nn.Module):
         conditional: bool,
         max_items: int,
         attn_dropout: float,
+        text_dim: int,
     ) -> None:
         super().__init__()
         self.sizes = tuple(int(s) for s in codebook_sizes)
@@ -137,10 +139,26 @@ class ItemLM(nn.Module):
             arch, hidden, layers, heads, inner, dropout, attn_dropout, max_items
         )
         self.heads = nn.ModuleList(LevelHead(hidden, head_inner, dropout) for _ in self.sizes)
+        # text input (LIGER's): a learned projection of each item's text vector is added to
+        # its code sum; the vectors are data, set with `ItemRecModel.set_item_text`
+        self.text = nn.Linear(text_dim, hidden) if text_dim else None
+        self.register_buffer("item_text", torch.zeros(0, text_dim), persistent=False)
 
     def embed_items(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Item vectors (..., d) of global code ids (..., L); -1 padding gives zeros."""
-        return (self.codes(tokens.clamp(min=0)) * (tokens >= 0)[..., None]).sum(-2)
+        """Item vectors (..., d) of item rows (..., L or L + 1): global code ids, then
+        (read by a model with text input) the item's index; -1 padding gives zeros."""
+        codes = tokens[..., : len(self.sizes)]
+        out = (self.codes(codes.clamp(min=0)) * (codes >= 0)[..., None]).sum(-2)
+        if self.text is None:
+            return out
+        item = tokens[..., len(self.sizes)]
+        if item.numel() and int(item.max()) >= len(self.item_text):
+            raise ValueError(
+                f"item {int(item.max())} has no text vector (the model holds "
+                f"{len(self.item_text)}); set them with set_item_text"
+            )
+        vectors = self.item_text[item.clamp(min=0)].to(out.dtype)
+        return out + self.text(vectors) * (item >= 0)[..., None]
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, T, d) of item sequences (B, T, L) padded with -1 (left or
@@ -211,6 +229,20 @@ class ItemRecModel:
         """Global code ids of identifiers (..., L)."""
         return self.level_offsets + np.asarray(codes, dtype=np.int64)
 
+    @property
+    def text_dim(self) -> int:
+        return 0 if self.model.text is None else self.model.text.in_features
+
+    def set_item_text(self, vectors: np.ndarray) -> None:
+        """The text vectors (n_items, text_dim) that a model with text input adds to each
+        item's code sum; row i is item i's."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if not self.text_dim:
+            raise ValueError("this model has no text input (model_options text_input=True)")
+        if vectors.ndim != 2 or vectors.shape[1] != self.text_dim:
+            raise ValueError(f"item text vectors must be (n, {self.text_dim}), got {vectors.shape}")
+        self.model.item_text = torch.as_tensor(vectors, device=self.device)
+
     @contextmanager
     def evaluating(self) -> Iterator[None]:
         was_training = self.model.training
@@ -267,6 +299,7 @@ class ItemRecModel:
         k: int,
         exclude: np.ndarray | None = None,
         candidates: int = 64,
+        max_elements: int = 1 << 24,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact k best items (B, k) after each history and their log-probs, as the top
         k of `item_log_probs`, at a fraction of its cost: every level but the last is
@@ -274,52 +307,76 @@ class ItemRecModel:
         likely nodes above it. A prefix's log-prob bounds every item below it, so a user
         whose k-th item could still be beaten by an unscored node is scored in full.
         `exclude` (B, S) item indices (-1 padding) are never returned. Slots that no item
-        fills hold -1 and -inf."""
-        net, levels = self.model, self.n_levels
+        fills hold -1 and -inf. Users are chunked as in `item_log_probs`."""
+        widest = max(
+            [len(tables.codes[t - 1]) * self.codebook_sizes[t] for t in range(1, self.n_levels - 1)]
+            + [candidates * self.codebook_sizes[-1], 1]
+        )
+        step = max(1, max_elements // widest)
+        parts = [
+            self._top_k(
+                prompt[lo : lo + step],
+                tables,
+                k,
+                None if exclude is None else exclude[lo : lo + step],
+                candidates,
+            )
+            for lo in range(0, len(prompt), step)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _top_k(
+        self,
+        prompt: np.ndarray,
+        tables: TrieTables,
+        k: int,
+        exclude: np.ndarray | None,
+        candidates: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        net, levels, neg = self.model, self.n_levels, float("-inf")
         with self.evaluating():
             hidden = self.last_hidden(prompt)
+            b, device = len(hidden), hidden.device
             queries = self._node_queries(tables)
-            prefix = torch.zeros(len(hidden), 1, dtype=hidden.dtype, device=hidden.device)
+            prefix = torch.zeros(b, 1, dtype=hidden.dtype, device=device)
             for level in range(levels - 1):  # log-prob of every node's prefix, level by level
-                node = torch.arange(len(tables.codes[level]), device=hidden.device)
+                node = torch.arange(len(tables.codes[level]), device=device)
                 parent = torch.searchsorted(tables.offsets[level], node, right=True) - 1
                 query = hidden[:, None] + queries[level] if net.conditional else hidden[:, None]
-                logp = net.level_log_probs(query, level)
-                logp = logp.expand(-1, len(queries[level]), -1)
+                logp = net.level_log_probs(query, level).expand(-1, len(queries[level]), -1)
                 prefix = prefix[:, parent] + logp[:, parent, tables.codes[level]]
             last = levels - 1
             m = min(candidates, prefix.shape[1])
             bound, nodes = prefix.topk(m, dim=1)
             query = hidden[:, None] + queries[last][nodes] if net.conditional else hidden[:, None]
             logp = net.level_log_probs(query, last).expand(-1, m, -1)
-            child = tables.children(nodes.reshape(-1), last).view(len(hidden), m, -1)
-            items = torch.where(child >= 0, tables.leaf_items[child.clamp(min=0)], -1)
-            scores = (bound[..., None] + logp).masked_fill(child < 0, float("-inf"))
+            child = tables.children(nodes.reshape(-1), last).view(b, m, -1)
+            items = torch.where(child >= 0, tables.leaf_items[child.clamp(min=0)], -1).view(b, -1)
+            scores = (bound[..., None] + logp).masked_fill(child < 0, neg).view(b, -1)
             banned = None
-            if exclude is not None:
-                banned = torch.zeros(len(hidden), len(tables.leaf_items) + 1, dtype=torch.bool,
-                                     device=hidden.device)
-                ex = torch.as_tensor(exclude, device=hidden.device)
-                banned[torch.arange(len(ex), device=ex.device)[:, None].expand_as(ex), ex] = True
-                banned = banned[:, :-1]  # column -1 took the padding
-                scores = scores.masked_fill(banned.gather(1, items.clamp(min=0).view(len(hidden), -1)).view_as(items), float("-inf"))
-            top, idx = scores.view(len(hidden), -1).topk(min(k, scores[0].numel()), dim=1)
-            found = items.view(len(hidden), -1).gather(1, idx)
-            unscored = prefix.topk(m + 1, dim=1).values[:, -1] if m < prefix.shape[1] else None
-            out_items = torch.full((len(hidden), k), -1, dtype=torch.long, device=hidden.device)
-            out_scores = torch.full((len(hidden), k), float("-inf"), dtype=top.dtype, device=hidden.device)
-            out_items[:, : top.shape[1]], out_scores[:, : top.shape[1]] = found, top
-            if unscored is not None:  # users whose k-th item an unscored prefix may beat
+            if exclude is not None:  # (B, n_items + 1): the padding lands in the last column
+                ex = torch.as_tensor(exclude, device=device)
+                banned = torch.zeros(b, len(tables.leaf_items) + 1, dtype=torch.bool, device=device)
+                banned[torch.arange(b, device=device)[:, None].expand_as(ex), ex] = True
+                banned = banned[:, :-1]
+                scores = scores.masked_fill(banned.gather(1, items.clamp(min=0)), neg)
+            top, idx = scores.topk(min(k, scores.shape[1]), dim=1)
+            out_items = torch.full((b, k), -1, dtype=torch.long, device=device)
+            out_scores = torch.full((b, k), neg, dtype=top.dtype, device=device)
+            out_items[:, : top.shape[1]] = items.gather(1, idx)
+            out_scores[:, : top.shape[1]] = top
+            if m < prefix.shape[1]:  # users whose k-th item an unscored prefix may beat
+                unscored = prefix.topk(m + 1, dim=1).values[:, -1]
                 full = torch.nonzero(unscored >= out_scores[:, -1]).view(-1)
                 if len(full):
                     every = self.item_log_probs(prompt[full.cpu().numpy()], tables)
                     if banned is not None:
-                        every = every.masked_fill(banned[full], float("-inf"))
+                        every = every.masked_fill(banned[full], neg)
                     top, idx = every.topk(min(k, every.shape[1]), dim=1)
+                    out_scores[full] = neg
                     out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
                     out_items[full, : top.shape[1]] = idx
-            out_items = out_items.masked_fill(~torch.isfinite(out_scores), -1)
-        return out_items, out_scores
+        return out_items.masked_fill(~torch.isfinite(out_scores), -1), out_scores
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
         """Per level l, the summed embeddings of the codes above each depth-l trie node
@@ -342,6 +399,8 @@ class ItemRecModel:
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(directory / WEIGHTS))
+        if self.text_dim:
+            save_file({"item_text": self.model.item_text.contiguous()}, str(directory / TEXT))
         meta = dict(
             kind=self.kind,
             codebook_sizes=list(self.codebook_sizes),
@@ -362,6 +421,8 @@ class ItemRecModel:
         rec.model.to(getattr(torch, meta.get("dtype", "float32")))
         rec.model.load_state_dict(load_file(str(directory / WEIGHTS)))
         rec.model.to(device)
+        if rec.text_dim:
+            rec.set_item_text(load_file(str(directory / TEXT))["item_text"].numpy())
         return rec
 
 
@@ -370,7 +431,8 @@ def build_item_model(
 ) -> ItemRecModel:
     """An item-level model from an `ITEM_PRESETS` entry (`preset=`) with `options` changing
     its fields (hidden, layers, heads, inner, head_inner, dropout, arch, conditional,
-    max_items, attn_dropout)."""
+    max_items, attn_dropout, text_dim: the size of item text vectors added to the input,
+    0 for none)."""
     options = dict(options)
     preset = options.pop("preset", "item-mini")
     if preset not in ITEM_PRESETS:
