@@ -28,13 +28,14 @@ OUT = HERE / "results"
 
 
 def throughput(run: Path) -> list[dict]:
-    """Users/s of a full-ranking validation pass and items/s of a refinement pass (item2id
-    beams + assign_unique) with a run's best model. The default trains seqrec alone, so
-    refinement here measures speed only."""
+    """Users/s of a full-ranking validation pass and items/s of a refinement pass with a
+    run's best model (item-level: occurrence evidence over the training windows; token-level:
+    item2id beams), each + assign_unique. The default trains without rounds, so refinement
+    here measures speed only."""
     import siit
     import torch
     from siit.api import load_run
-    from siit.refine import refine
+    from siit.refine import assign, collaborative_proposals, refine
     from siit.tasks import TaskBuilder
 
     cfg, rec, identifiers = load_run(run)
@@ -47,7 +48,12 @@ def throughput(run: Path) -> list[dict]:
         siit.evaluate(run, data, split="valid", progress=False)
         users = data.n_users / (time.perf_counter() - start)
         start = time.perf_counter()
-        refine(rec, tasks, identifiers, cfg.refine_beams, batch_size=cfg.eval_batch_size)
+        if rec.kind == "item":
+            windows = data.train_windows(cfg.max_history + 1)
+            found = collaborative_proposals(rec, tasks, windows, identifiers, cfg.refine_beams)
+            assign(identifiers, *found)
+        else:
+            refine(rec, tasks, identifiers, cfg.refine_beams, batch_size=cfg.eval_batch_size)
         items = data.n_items / (time.perf_counter() - start)
         out.append(dict(threads=threads, users_per_s=users, items_per_s=items))
     return out
@@ -101,7 +107,8 @@ def main() -> None:
         )
     lines += [
         "",
-        "| CPU threads | validation users / s (beam search, 20 beams) | refinement items / s |",
+        f"| CPU threads | validation users / s ({rows[0]['config']['model']}, eval_mode "
+        f"{rows[0]['config']['eval_mode']}) | refinement items / s |",
         "|---:|---:|---:|",
     ]
     for t in speed:

@@ -35,8 +35,11 @@ from bench_siit import RUNS, finished, grid_args, run, tokenize
 HERE = Path(__file__).parent
 OUT = HERE / "results"
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
+# Arms that are a preset with options, by the name their rows carry.
+VARIANTS = {"item-mini+text": dict(model="item-mini", model_options={"text_input": True})}
 GENERATIVE = {
     "item-mini": "item-level",
+    "item-mini+text": "item-level, text input",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
 }
@@ -86,7 +89,7 @@ def generative(arm: dict) -> dict:
     out = Path(arm["output_dir"])
     excluded = out / "test-exclude-history.json"
     if not excluded.exists():
-        cmd = [sys.executable, "-m", "siit", "evaluate", str(out), "exclude_history=true"]
+        cmd = [sys.executable, "-m", "siit", "evaluate", str(out), "exclude_history=true", "--json"]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
         excluded.write_text(done.stdout)
@@ -144,7 +147,7 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                         json.loads(args.settings),
                         dataset=dataset,
                         tokenizer=str(index),
-                        model=model,
+                        **VARIANTS.get(model, {"model": model}),
                         rounds=0,
                         seed=seed,
                         threads=1,
@@ -240,7 +243,7 @@ def provenance() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     grid_args(parser)
-    parser.add_argument("--models", nargs="*", default=["gpt-mini"], choices=["gpt-mini", "item-mini"])
+    parser.add_argument("--models", nargs="*", default=["gpt-mini"], choices=["gpt-mini", "item-mini", "item-mini+text"])
     parser.add_argument("--seq2seq-datasets", nargs="*", default=["office"])
     parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])
     parser.add_argument("--seq2seq-seeds", nargs="*", type=int, default=[0])

@@ -69,7 +69,9 @@ def python_blocks(path: Path) -> list[tuple[int, str]]:
 
 def _tiny_model(name: Any) -> str:
     """The tiny preset of the example's model family."""
-    text = str(name or "").lower()
+    text = str(name or "item-mini").lower()
+    if text.startswith("item-"):
+        return "item-tiny"
     return "t5-tiny" if "t5" in text else "gpt-tiny"
 
 

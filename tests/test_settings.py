@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from siit.cli import main
-from siit.config import BASELINE_EPOCHS, REFINE_PRESETS, TrainConfig
+from siit.config import BASELINE_EPOCHS, ITEM_BASELINE_EPOCHS, REFINE_PRESETS, TrainConfig
 from siit.settings_doc import SECTIONS, markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,16 +34,28 @@ def test_siit_settings_lists_every_setting(capsys):
         assert f"  {f.name} " in out
 
 
-def test_a_baseline_trains_seqrec_alone_to_the_baseline_cap():
-    config = TrainConfig().check()
+@pytest.mark.parametrize(
+    "model, cap", [("item-mini", ITEM_BASELINE_EPOCHS), ("gpt-mini", BASELINE_EPOCHS)]
+)
+def test_a_baseline_trains_seqrec_alone_to_the_baseline_cap(model, cap):
+    config = TrainConfig(model=model).check()
     assert config.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
-    assert config.max_epochs_per_round == BASELINE_EPOCHS
+    assert config.max_epochs_per_round == cap
     assert config.max_epochs_first_round is None
 
 
 @pytest.mark.parametrize("preset", list(REFINE_PRESETS))
+def test_item_level_rounds_refine_from_seqrec_evidence_with_the_preset_levers(preset):
+    config = TrainConfig(rounds=2, refine=preset).check()  # the default model is item-level
+    assert config.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+    assert config.refine_evidence == "seqrec"
+    for name in ("keep_current", "refine_free_only", "max_epochs_per_round"):
+        assert getattr(config, name) == REFINE_PRESETS[preset][name]
+
+
+@pytest.mark.parametrize("preset", list(REFINE_PRESETS))
 def test_rounds_take_every_unset_lever_from_the_preset(preset):
-    config = TrainConfig(rounds=2, refine=preset).check()
+    config = TrainConfig(model="gpt-mini", rounds=2, refine=preset).check()
     for name, value in REFINE_PRESETS[preset].items():
         if name == "tasks":
             assert {k: v for k, v in config.tasks.items() if v} == {
@@ -66,7 +78,9 @@ def test_the_default_preset_is_the_benchmarks_choice():
 
 
 def test_a_lever_set_by_the_user_beats_the_preset():
-    config = TrainConfig(rounds=1, refine="paper", refine_margin=1.0, keep_current=True).check()
+    config = TrainConfig(
+        model="gpt-mini", rounds=1, refine="paper", refine_margin=1.0, keep_current=True
+    ).check()
     assert (config.refine_margin, config.keep_current, config.refine_evidence) == (
         1.0,
         True,
@@ -92,7 +106,7 @@ def test_an_unknown_preset_is_refused():
 
 def test_a_run_recorded_before_presets_reads_as_the_paper_preset(tmp_path):
     """Such a config.json holds every lever; its margin None meant no gate, as "paper"."""
-    old = TrainConfig(rounds=1, refine="paper").check().to_dict()
+    old = TrainConfig(model="gpt-mini", rounds=1, refine="paper").check().to_dict()
     del old["refine"]
     old.update(keep_current=True, refine_margin=None)  # the old defaults
     (tmp_path / "config.json").write_text(json.dumps(old))

@@ -14,7 +14,7 @@ from siit.cli import main
 REPO = Path(__file__).resolve().parents[1]
 # Seconds instead of minutes: a tiny model, one epoch a round, a sample of validation users.
 TINY = dict(
-    model="gpt-tiny",
+    model="item-tiny",  # the default's family
     max_history=20,
     valid_users=100,
     patience=None,

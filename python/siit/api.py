@@ -105,7 +105,7 @@ def train(
         tokenizer: initial identifiers: a tokenizer (fitted here), `Identifiers`, a tokenizer
             name or an identifiers file (default: CID).
         model: a `RecModel` or `ItemRecModel`, a preset, a Hugging Face name or a directory
-            (default: gpt-mini).
+            (default: item-mini).
         rounds: refinement rounds (0: the baseline with the initial identifiers).
         output_dir: the run directory (default: runs/<dataset>-<tokenizer>-<time>).
         config: base settings; `settings` override single fields (see `TrainConfig`).

@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument(
         "settings",
         nargs="*",
-        help="evaluation settings as name=value: beams, eval_mode (beam or exact), "
+        help="evaluation settings as name=value: beams, eval_mode (auto, beam or exact), "
         "eval_batch_size, exclude_history, device, threads",
     )
     evaluate.add_argument(

@@ -19,8 +19,10 @@ TASKS = ("seqrec", "item2id", "id2item")
 # CID splits the co-occurrence graph into a few dozen clusters per level; the others
 # quantize embeddings with the 256-code codebooks of TIGER and LETTER.
 DEFAULT_CODEBOOK_SIZES = {"cid": 32}
-# Epochs of a run without refinement rounds (the baseline) when max_epochs_per_round is unset.
+# Epochs of a run without refinement rounds (the baseline) when max_epochs_per_round is unset:
+# token-level presets, and item-level ones (cheaper epochs, still improving at 60 on MovieLens).
 BASELINE_EPOCHS = 60
+ITEM_BASELINE_EPOCHS = 100
 # Refinement presets: the values that a run with rounds > 0 takes for every lever left at
 # None. "conservative" is the best arm of the equal-budget grid (benches/results/siit.md,
 # "conservative uneven"); "paper" is the method as published. The epoch caps apply only
@@ -70,7 +72,7 @@ def _setting(default: Any, help: str) -> Any:
 @dataclass
 class TrainConfig:
     """Settings of `siit.train`. The defaults are the embedded CPU demo: MovieLens-100K,
-    CID identifiers (3 x 32), the decoder-only gpt-mini preset trained on every position of
+    CID identifiers (3 x 32), the item-level item-mini preset trained on every position of
     each user's windows until validation NDCG@10 stops improving. SIIT's refinement rounds
     are opt-in (`rounds`); with rounds, every lever left at None takes the `refine` preset's
     value."""
@@ -91,9 +93,14 @@ class TrainConfig:
     tokenizer_options: dict[str, Any] = _setting(dict, "keyword arguments of the tokenizer")
     # model
     model: str = _setting(
-        "gpt-mini", "a preset (gpt-mini, t5-mini, ...), a Hugging Face name or a directory"
+        "item-mini",
+        "a preset (item-mini, gpt-mini, t5-mini, ...), a Hugging Face name or a directory",
     )
-    model_options: dict[str, Any] = _setting(dict, "keyword arguments of the model preset")
+    model_options: dict[str, Any] = _setting(
+        dict,
+        "fields of the model preset (item-level: hidden, layers, dropout, conditional, "
+        "text_input, ...)",
+    )
     gguf_file: str | None = _setting(None, "the GGUF file inside a GGUF model repository")
     dtype: str = _setting("float32", 'weights: "float32", "float64" or "bfloat16"')
     text_vocab_size: int = _setting(4000, "WordPiece vocabulary of from-scratch presets")
@@ -127,8 +134,8 @@ class TrainConfig:
     )
     max_epochs_per_round: int | None = _setting(
         None,
-        f"epoch cap of each round; None: {BASELINE_EPOCHS} without rounds, the refine preset's "
-        "with rounds",
+        f"epoch cap of each round; None: {BASELINE_EPOCHS} without rounds ({ITEM_BASELINE_EPOCHS} "
+        "for item-level models), the refine preset's with rounds",
     )
     max_epochs_first_round: int | None = _setting(
         None, "round 0's own epoch cap (and cosine horizon); None: max_epochs_per_round"
@@ -360,7 +367,8 @@ class TrainConfig:
             if self.tasks is None:
                 self.tasks = {"seqrec": 1.0}
             if self.max_epochs_per_round is None:
-                self.max_epochs_per_round = BASELINE_EPOCHS
+                item = is_item_level(self.model)
+                self.max_epochs_per_round = ITEM_BASELINE_EPOCHS if item else BASELINE_EPOCHS
         elif not schedule_set:
             self.max_epochs_per_round = preset["max_epochs_per_round"]
             self.max_epochs_first_round = preset["max_epochs_first_round"]

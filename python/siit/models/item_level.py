@@ -305,7 +305,8 @@ class ItemRecModel:
         k of `item_log_probs`, at a fraction of its cost: every level but the last is
         scored at every trie node, the last only under each user's `candidates` most
         likely nodes above it. A prefix's log-prob bounds every item below it, so a user
-        whose k-th item could still be beaten by an unscored node is scored in full.
+        whose k-th item could still be beaten by an unscored node is scored again under 8x
+        as many nodes, and in full once that would reach most of them.
         `exclude` (B, S) item indices (-1 padding) are never returned. Slots that no item
         fills hold -1 and -inf. Users are chunked as in `item_log_probs`."""
         widest = max(
@@ -367,15 +368,20 @@ class ItemRecModel:
             out_scores[:, : top.shape[1]] = top
             if m < prefix.shape[1]:  # users whose k-th item an unscored prefix may beat
                 unscored = prefix.topk(m + 1, dim=1).values[:, -1]
-                full = torch.nonzero(unscored >= out_scores[:, -1]).view(-1)
-                if len(full):
-                    every = self.item_log_probs(prompt[full.cpu().numpy()], tables)
-                    if banned is not None:
-                        every = every.masked_fill(banned[full], neg)
-                    top, idx = every.topk(min(k, every.shape[1]), dim=1)
-                    out_scores[full] = neg
-                    out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
-                    out_items[full, : top.shape[1]] = idx
+                again = torch.nonzero(unscored >= out_scores[:, -1]).view(-1)
+                if len(again):  # widen for them (8x the nodes, then every item)
+                    rows = again.cpu().numpy()
+                    part = None if exclude is None else exclude[rows]
+                    if 8 * m < prefix.shape[1]:
+                        items_, scores_ = self._top_k(prompt[rows], tables, k, part, 8 * m)
+                    else:
+                        every = self.item_log_probs(prompt[rows], tables)
+                        if banned is not None:
+                            every = every.masked_fill(banned[again], neg)
+                        scores_, items_ = every.topk(min(k, every.shape[1]), dim=1)
+                    out_scores[again] = neg
+                    out_scores[again, : scores_.shape[1]] = scores_.to(out_scores.dtype)
+                    out_items[again, : items_.shape[1]] = items_
         return out_items.masked_fill(~torch.isfinite(out_scores), -1), out_scores
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
