@@ -40,7 +40,7 @@ def measure(n_items: int, levels: int, size: int, method: str, users: int, threa
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     keys = rng.choice(size**levels, n_items, replace=False)
-    codes = np.stack([(keys // size**(levels - 1 - t)) % size for t in range(levels)], 1)
+    codes = np.stack([(keys // size ** (levels - 1 - t)) % size for t in range(levels)], 1)
     identifiers = siit.Identifiers(codes, [size] * levels)
     model = build_model("item-mini", identifiers.codebook_sizes, identifiers.prefixes)
     with torch.no_grad():
@@ -93,7 +93,14 @@ def main() -> None:
         for method in ("exact top-k", "full scores", "beam search (20)"):
             users = args.users if n_items < 500_000 or method != "full scores" else 64
             case = dict(n_items=n_items, levels=levels, size=size, method=method, users=users)
-            cmd = [sys.executable, __file__, "--threads", str(args.threads), "--case", json.dumps(case)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--threads",
+                str(args.threads),
+                "--case",
+                json.dumps(case),
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
             if done.returncode:
                 print(done.stderr[-2000:], file=sys.stderr)

@@ -243,7 +243,12 @@ def provenance() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     grid_args(parser)
-    parser.add_argument("--models", nargs="*", default=["gpt-mini"], choices=["gpt-mini", "item-mini", "item-mini+text"])
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=["gpt-mini"],
+        choices=["gpt-mini", "item-mini", "item-mini+text"],
+    )
     parser.add_argument("--seq2seq-datasets", nargs="*", default=["office"])
     parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])
     parser.add_argument("--seq2seq-seeds", nargs="*", type=int, default=[0])

@@ -23,13 +23,16 @@ from siit.trainer import Trainer
 from tiny import TINY_RUN, random_identifiers, tiny_dataset
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["conditional", "independent"])
+@pytest.fixture(
+    scope="module",
+    params=[dict(), dict(conditional=False), dict(arch="llama")],
+    ids=["conditional", "independent", "llama"],
+)
 def setup(request):
     dataset = tiny_dataset()
     identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
     model = build_model(
-        "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, seed=3,
-        conditional=request.param,
+        "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, seed=3, **request.param
     )
     # untrained codes embeddings are near zero: spread them so that levels interact
     with torch.no_grad():
@@ -114,7 +117,9 @@ def test_save_and_load_round_trip(setup, tmp_path):
     assert isinstance(again, ItemRecModel)
     assert again.options == model.options
     tables = TrieTables.of(identifiers)
-    torch.testing.assert_close(again.item_log_probs(prompt, tables), model.item_log_probs(prompt, tables))
+    torch.testing.assert_close(
+        again.item_log_probs(prompt, tables), model.item_log_probs(prompt, tables)
+    )
 
 
 def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):
@@ -142,7 +147,9 @@ def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):
     grid = np.stack(np.meshgrid(*[np.arange(6)] * 3, indexing="ij"), -1).reshape(-1, 3)
     best_item = int(np.bincount(owner).argmax())
     everything = occurrence_scores(
-        model, states[owner == best_item], np.zeros((owner == best_item).sum(), np.int64),
+        model,
+        states[owner == best_item],
+        np.zeros((owner == best_item).sum(), np.int64),
         grid[None],
     )[0]
     assert full[best_item, 0] == pytest.approx(everything.max(), abs=1e-4)

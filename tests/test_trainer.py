@@ -268,8 +268,12 @@ def test_a_second_cycle_restarts_from_the_best_weights(tmp_path, monkeypatch):
 
     def next_cycle(self):
         original(self)
-        starts.append(({k: v.clone() for k, v in self.rec.model.state_dict().items()},
-                       len(self.optimizer.state)))
+        starts.append(
+            (
+                {k: v.clone() for k, v in self.rec.model.state_dict().items()},
+                len(self.optimizer.state),
+            )
+        )
 
     monkeypatch.setattr(Trainer, "evaluate", scripted)
     monkeypatch.setattr(Trainer, "_next_cycle", next_cycle)
@@ -278,7 +282,7 @@ def test_a_second_cycle_restarts_from_the_best_weights(tmp_path, monkeypatch):
     round_ = result.rounds[0]
     assert (round_.epochs, round_.best_epoch, len(round_.curve)) == (8, 6, 8)
     assert round_.valid["ndcg@10"] == 0.35
-    (weights, optimizer_entries), = starts
+    ((weights, optimizer_entries),) = starts
     assert optimizer_entries == 0
     assert all(torch.equal(weights[k], snapshots[1][k]) for k in weights)
     kept = result.model.model.state_dict()

@@ -227,7 +227,9 @@ def occurrence_scores(
         block = tokens[lo:hi]
         score = torch.zeros(hi - lo, k, dtype=torch.float64, device=model.device)
         for level in range(model.n_levels):
-            logp = occurrence_log_probs(model, states[occ], local, block[:, :, :level], level, chunk)
+            logp = occurrence_log_probs(
+                model, states[occ], local, block[:, :, :level], level, chunk
+            )
             code = block[:, :, level] - int(model.level_offsets[level])
             score += logp.gather(2, code[..., None])[..., 0]
         total[lo:hi] = score.cpu().numpy()

@@ -130,7 +130,8 @@ class TaskBuilder:
 
     def seqrec(self, histories: np.ndarray, targets: np.ndarray | None = None):
         """Prompts of histories (B, H) of item indices padded with -1, and the targets'
-        identifier tokens (item-level models: histories (B, H', L + 1) of item rows, `_item_rows`)."""
+        identifier tokens (item-level models: histories (B, H', L + 1) of item rows,
+        `_item_rows`)."""
         if self.model.kind == "item":
             hist = self._item_rows(histories)
             used = (hist[..., 0] >= 0).any(0)

@@ -550,7 +550,9 @@ class Trainer:
     def refine(self) -> RefineReport:
         start = time.perf_counter()
         items, cand, scores = (
-            self._collaborative_proposals() if self.rec.kind == "item" else self._item2id_proposals()
+            self._collaborative_proposals()
+            if self.rec.kind == "item"
+            else self._item2id_proposals()
         )
         regen = regeneration(cand[:, : self.config.refine_beams], self.identifiers.codes[items])
         if self.config.refine_free_only:
@@ -741,7 +743,9 @@ class Trainer:
         self._load_model(ROUND_BEST)
         self.optimizer.state.clear()
         state.update(
-            cycle=state.get("cycle", 0) + 1, cycle_epoch=state["epoch"], cycle_curve=len(state["curve"])
+            cycle=state.get("cycle", 0) + 1,
+            cycle_epoch=state["epoch"],
+            cycle_curve=len(state["curve"]),
         )
         log.info(
             "round %d: cycle %d of %d starts at epoch %d from the round's best weights",

@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..progress import quiet_transformers
-
 if TYPE_CHECKING:
     from ..decoding import TrieTables
 
@@ -46,7 +44,9 @@ ITEM_PRESETS: dict[str, dict[str, Any]] = {
         arch="gpt2", hidden=256, layers=4, heads=4, inner=1024, head_inner=1024, dropout=0.3
     ),
     # Tests.
-    "item-tiny": dict(arch="gpt2", hidden=32, layers=1, heads=2, inner=64, head_inner=64, dropout=0.0),
+    "item-tiny": dict(
+        arch="gpt2", hidden=32, layers=1, heads=2, inner=64, head_inner=64, dropout=0.0
+    ),
 }
 # Options every item-level model has, and their defaults.
 DEFAULTS: dict[str, Any] = dict(conditional=True, max_items=512, attn_dropout=0.0, text_dim=0)
@@ -67,8 +67,16 @@ class LevelHead(nn.Module):
         return self.out(query + self.mlp(self.norm(query)))
 
 
-def _backbone(arch: str, hidden: int, layers: int, heads: int, inner: int, dropout: float,
-              attn_dropout: float, max_items: int) -> nn.Module:
+def _backbone(
+    arch: str,
+    hidden: int,
+    layers: int,
+    heads: int,
+    inner: int,
+    dropout: float,
+    attn_dropout: float,
+    max_items: int,
+) -> nn.Module:
     """A causal transformer that reads `inputs_embeds`; its unused token table is frozen so
     that DDP does not wait for its gradient."""
     if arch == "gpt2":

@@ -39,19 +39,23 @@ impl CodeColumn {
         each!(self, v => v.len())
     }
 
+    // `each!` expands one arm per width; for the u64 arm the widening cast is the identity.
     #[inline]
+    #[allow(clippy::unnecessary_cast)]
     pub fn get(&self, j: usize) -> u64 {
         each!(self, v => v[j] as u64)
     }
 
     /// Position of `code` within the ascending run `start..end`, if present.
     #[inline]
+    #[allow(clippy::unnecessary_cast)]
     pub fn find(&self, start: usize, end: usize, code: u64) -> Option<usize> {
         each!(self, v => v[start..end].binary_search_by(|&c| (c as u64).cmp(&code)).ok().map(|p| start + p))
     }
 
     /// Calls `f` with every code in `start..end`.
     #[inline]
+    #[allow(clippy::unnecessary_cast)]
     pub fn for_each(&self, start: usize, end: usize, mut f: impl FnMut(u64)) {
         each!(self, v => v[start..end].iter().for_each(|&c| f(c as u64)))
     }
