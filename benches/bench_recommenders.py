@@ -183,12 +183,18 @@ def result_of(arm: dict, report: bool) -> dict | None:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| dataset | model | identifiers | seeds | Recall@10 | NDCG@10 | Recall@10 excl. history "
-        "| NDCG@10 excl. history | epochs (best) | minutes per run | validation users/s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| NDCG@10 excl. history | of SASRec's NDCG@10 | valid NDCG@10 | epochs (best) "
+        "| minutes per run | validation users/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     groups: dict[tuple, list] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["model"], row["tokenizer"]), []).append(row)
+    sasrec = {
+        d: np.mean([g["test"]["ndcg@10"] for g in group])
+        for (d, m, _), group in groups.items()
+        if m == "SASRec"
+    }
     for (dataset, model, tokenizer), group in groups.items():
 
         def stat(split: str, key: str, group=group) -> str:
@@ -201,11 +207,14 @@ def table(rows: list[dict]) -> list[str]:
         label = GENERATIVE.get(model, model) + (f" ({model})" if model in GENERATIVE else "")
         speed = [g["valid_users_per_second"] for g in group if "valid_users_per_second" in g]
         speed_cell = f"{np.mean(speed):.0f}" if speed else "-"
+        share = np.mean([g["test"]["ndcg@10"] for g in group]) / sasrec.get(dataset, np.nan)
+        valid = [g["valid"]["ndcg@10"] for g in group if "valid" in g]
+        valid_cell = f"{np.mean(valid):.4f}" if valid else "-"
         lines.append(
             f"| {dataset} | {label} | {tokenizer} | {len(group)} | {stat('test', 'recall@10')} | "
             f"{stat('test', 'ndcg@10')} | {stat('test_exclude_history', 'recall@10')} | "
-            f"{stat('test_exclude_history', 'ndcg@10')} | {epochs} | {minutes:.1f} | "
-            f"{speed_cell} |"
+            f"{stat('test_exclude_history', 'ndcg@10')} | {share:.0%} | {valid_cell} | {epochs} | "
+            f"{minutes:.1f} | {speed_cell} |"
         )
     return lines
 
