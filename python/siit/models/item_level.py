@@ -17,8 +17,8 @@ exactly (`item_log_probs`): each level runs once per trie node above it, not onc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
+
+from .token_level import evaluating
 
 if TYPE_CHECKING:
     from ..decoding import TrieTables
@@ -251,14 +253,9 @@ class ItemRecModel:
             raise ValueError(f"item text vectors must be (n, {self.text_dim}), got {vectors.shape}")
         self.model.item_text = torch.as_tensor(vectors, device=self.device)
 
-    @contextmanager
-    def evaluating(self) -> Iterator[None]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
+    def evaluating(self) -> AbstractContextManager[None]:
+        """Eval mode (no dropout) inside, the previous mode after."""
+        return evaluating(self.model)
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy (B, T, L) of every code of every target item; 0 at padding. `net`

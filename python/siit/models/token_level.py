@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -126,6 +126,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 NEG_INF = float("-inf")
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode (no dropout) inside, in its previous mode after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def full_precision(x: torch.Tensor) -> torch.Tensor:
@@ -356,15 +367,9 @@ class RecModel:
         """`target_log_probs` of the model itself (no DDP wrapper)."""
         return self.target_log_probs(self.model, prompt, target)
 
-    @contextmanager
-    def evaluating(self) -> Iterator[None]:
+    def evaluating(self) -> AbstractContextManager[None]:
         """Eval mode (no dropout) inside, the previous mode after."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield
-        finally:
-            self.model.train(was_training)
+        return evaluating(self.model)
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy of every target token (B, T); 0 at padding."""
