@@ -62,10 +62,16 @@ def throughput(run: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="keep the recorded runs of default.json, measure the throughput again",
+    )
+    parser.add_argument("--note", default="", help="a line under the table (e.g. what else ran)")
     args = parser.parse_args()
-    rows = []
+    rows = json.loads((OUT / "default.json").read_text())["rows"] if args.speed_only else []
     RUNS.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
+    for seed in [] if args.speed_only else args.seeds:
         out = RUNS / f"seed-{seed}"
         code = f"import siit; siit.train(seed={seed}, output_dir={str(out)!r}, progress=False)"
         start = time.perf_counter()
@@ -87,7 +93,7 @@ def main() -> None:
             )
         )
         print(f"seed {seed}: {minutes:.1f} min, test {metrics['test']['ndcg@10']:.4f}", flush=True)
-    speed = throughput(RUNS / f"seed-{args.seeds[0]}")
+    speed = throughput(RUNS / f"seed-{rows[0]['seed']}")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     OUT.mkdir(exist_ok=True)
     payload = dict(machine=machine, rows=rows, throughput=speed)
@@ -105,6 +111,8 @@ def main() -> None:
             f"{r['valid']['ndcg@10']:.4f} | {r['test']['recall@10']:.4f} | "
             f"{r['test']['ndcg@10']:.4f} |"
         )
+    if args.note:
+        lines += ["", args.note]
     lines += [
         "",
         f"| CPU threads | validation users / s ({rows[0]['config']['model']}, eval_mode "
