@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .token_level import evaluating
+from .token_level import ModelBase
 
 if TYPE_CHECKING:
     from ..decoding import TrieTables
@@ -212,7 +211,7 @@ class ItemLM(nn.Module):
 
 
 @dataclass
-class ItemRecModel:
+class ItemRecModel(ModelBase):
     """An item-level model and its identifier layout; the counterpart of `RecModel`."""
 
     model: ItemLM
@@ -222,14 +221,6 @@ class ItemRecModel:
     kind: str = "item"
     style: str = "plain"
     vector_tokens: int = 0  # no item2id prompt to project text vectors into
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.codebook_sizes)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     @property
     def level_offsets(self) -> np.ndarray:
@@ -252,10 +243,6 @@ class ItemRecModel:
         if vectors.ndim != 2 or vectors.shape[1] != self.text_dim:
             raise ValueError(f"item text vectors must be (n, {self.text_dim}), got {vectors.shape}")
         self.model.item_text = torch.as_tensor(vectors, device=self.device)
-
-    def evaluating(self) -> AbstractContextManager[None]:
-        """Eval mode (no dropout) inside, the previous mode after."""
-        return evaluating(self.model)
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy (B, T, L) of every code of every target item; 0 at padding. `net`

@@ -153,8 +153,28 @@ def _identifier_vocabulary(codebook_sizes: Sequence[int], prefixes: Sequence[str
     ]
 
 
+class ModelBase:
+    """What both model families share: the network (`model`), the identifier layout
+    (`codebook_sizes`) and an eval-mode context."""
+
+    model: Any
+    codebook_sizes: tuple[int, ...]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def evaluating(self) -> AbstractContextManager[None]:
+        """Eval mode (no dropout) inside, the previous mode after."""
+        return evaluating(self.model)
+
+
 @dataclass
-class RecModel:
+class RecModel(ModelBase):
     """A model, its tokenizer and where the identifier tokens sit in the vocabulary."""
 
     model: Any  # transformers.PreTrainedModel
@@ -169,14 +189,6 @@ class RecModel:
     # vocabulary (`vector_ids`), resolved against `item_vectors` (set_item_vectors)
     vector_tokens: int = 0
     item_vectors: torch.Tensor | None = field(default=None, repr=False)
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.codebook_sizes)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     @property
     def pad_id(self) -> int:
@@ -366,10 +378,6 @@ class RecModel:
     def token_log_probs(self, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """`target_log_probs` of the model itself (no DDP wrapper)."""
         return self.target_log_probs(self.model, prompt, target)
-
-    def evaluating(self) -> AbstractContextManager[None]:
-        """Eval mode (no dropout) inside, the previous mode after."""
-        return evaluating(self.model)
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy of every target token (B, T); 0 at padding."""
