@@ -141,7 +141,7 @@ class TrainConfig:
         None, "round 0's own epoch cap (and cosine horizon); None: max_epochs_per_round"
     )
     patience: int | None = _setting(
-        10,
+        20,
         "validations without improvement before a round stops; None: train to the epoch cap",
     )
     cycles: int = _setting(
