@@ -60,6 +60,18 @@ class TrieTables:
         return len(self.sizes)
 
     @cached_property
+    def parents(self) -> list[torch.Tensor]:
+        """Per level t, the depth-t parent of each depth-(t + 1) node (a position in
+        `codes[t]`): the node whose `offsets[t]` range holds it."""
+        return [
+            torch.searchsorted(
+                self.offsets[t], torch.arange(len(self.codes[t]), device=self.device), right=True
+            )
+            - 1
+            for t in range(self.n_levels)
+        ]
+
+    @cached_property
     def item_nodes(self) -> list[torch.Tensor]:
         """Per level t, the depth-(t + 1) node on each item's identifier path (n_items,), -1
         for an item without one: a node at depth t + 1 is a position in `codes[t]`, and its

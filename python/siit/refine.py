@@ -167,15 +167,6 @@ def occurrence_states(
     return torch.cat(states)[torch.as_tensor(order, device=model.device)], owner[order]
 
 
-def _item_blocks(owner: np.ndarray, n_items: int, per_block: int):
-    """(first item, end item, first occurrence, end occurrence) of blocks of `per_block`
-    items, over occurrences sorted by item."""
-    starts = np.arange(0, n_items, per_block)
-    bounds = np.searchsorted(owner, np.r_[starts, n_items])
-    for i, lo in enumerate(starts):
-        yield int(lo), int(min(lo + per_block, n_items)), int(bounds[i]), int(bounds[i + 1])
-
-
 @torch.no_grad()
 def occurrence_log_probs(
     model: ItemRecModel,
@@ -202,12 +193,15 @@ def occurrence_log_probs(
 
 
 def _blocks(model: ItemRecModel, owner: np.ndarray, n_items: int, width: int, max_elements: int):
-    """Item blocks whose (items or occurrences, width, codes) tensors stay under
-    `max_elements`, with the occurrences' owners relative to the block."""
+    """(first item, end item, occurrence slice, occurrences' owners relative to the block,
+    chunk) of item blocks whose (items or occurrences, width, codes) tensors stay under
+    `max_elements`; occurrences are sorted by item."""
     per_block = max(1, max_elements // (width * max(model.codebook_sizes)))
-    for lo, hi, start, stop in _item_blocks(owner, n_items, per_block):
-        local = torch.as_tensor(owner[start:stop] - lo, device=model.device)
-        yield lo, hi, slice(start, stop), local, per_block
+    starts = np.arange(0, n_items, per_block)
+    bounds = np.searchsorted(owner, np.r_[starts, n_items])
+    for i, lo in enumerate(starts.tolist()):
+        hi, occ = min(lo + per_block, n_items), slice(int(bounds[i]), int(bounds[i + 1]))
+        yield lo, hi, occ, torch.as_tensor(owner[occ] - lo, device=model.device), per_block
 
 
 def occurrence_scores(

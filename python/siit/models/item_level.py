@@ -333,8 +333,7 @@ class ItemRecModel(ModelBase):
             queries = self._node_queries(tables)
             prefix = torch.zeros(b, 1, dtype=hidden.dtype, device=device)
             for level in range(levels - 1):  # log-prob of every node's prefix, level by level
-                node = torch.arange(len(tables.codes[level]), device=device)
-                parent = torch.searchsorted(tables.offsets[level], node, right=True) - 1
+                parent = tables.parents[level]
                 query = hidden[:, None] + queries[level] if net.conditional else hidden[:, None]
                 logp = net.level_log_probs(query, level).expand(-1, len(queries[level]), -1)
                 prefix = prefix[:, parent] + logp[:, parent, tables.codes[level]]
@@ -382,9 +381,7 @@ class ItemRecModel(ModelBase):
         emb = self.model.codes.weight
         out = [torch.zeros(1, emb.shape[1], device=emb.device, dtype=emb.dtype)]
         for t in range(self.n_levels - 1):
-            node = torch.arange(len(tables.codes[t]), device=emb.device)
-            parent = torch.searchsorted(tables.offsets[t], node, right=True) - 1
-            out.append(out[-1][parent] + emb[self.model.offsets[t] + tables.codes[t]])
+            out.append(out[-1][tables.parents[t]] + emb[self.model.offsets[t] + tables.codes[t]])
         return out
 
     # -- persistence ---------------------------------------------------------------------
