@@ -1,25 +1,28 @@
-"""Constrained decoding speed and agreement: the project's beam search on trie tables, the
-same tables as a LogitsProcessor in `generate`, and the public baseline
-(`generate(prefix_allowed_tokens_fn=...)` over a nested-dict trie), on one model and data.
+"""Constrained decoding speed and agreement of token-level models: the project's beam search
+with the prompt shared by a user's beams (the default), the same search on transformers'
+per-beam cache, the trie tables as a LogitsProcessor in `generate`, and the public baseline
+(`generate(prefix_allowed_tokens_fn=...)` over a nested-dict trie).
 
-    python benches/bench_decoding.py --run runs/ml-100k-...   # a finished run's best model
-    python benches/bench_decoding.py --catalogue 100000        # + a large random catalogue
+    python benches/bench_decoding.py --run runs/<gpt-mini run> --models gpt-mini t5-mini
 
-Writes benches/results/decoding.{json,md}. Every method decodes the same prompts with the
-same beams; "same top-k" counts users whose ranked item lists are identical.
+Settings: MovieLens-100K's real catalogue (1,682 items; the `--run` model where its preset
+matches, else an untrained one) and random catalogues of `--catalogue` sizes with the same
+codebooks (untrained models: speed only). Every method decodes the same prompts (test
+histories) with the same beams, at each of `--threads`; "same top-k" counts users whose
+ranked item lists equal the shared-prompt search's. Writes benches/results/decoding.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import siit
 import torch
+from bench_core import machine_info, machine_line
 from siit.api import load_run
 from siit.decoding import (
     TrieLogitsProcessor,
@@ -33,15 +36,7 @@ from siit.tasks import TaskBuilder
 from siit.trainer import load_dataset
 
 OUT = Path(__file__).parent / "results"
-
-
-def _time(fn, repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+SHARED = "siit beam_search, shared prompt"
 
 
 def _items(identifiers: siit.Identifiers, codes: np.ndarray) -> np.ndarray:
@@ -49,101 +44,136 @@ def _items(identifiers: siit.Identifiers, codes: np.ndarray) -> np.ndarray:
     return trie.lookup(codes.reshape(-1, codes.shape[-1])).reshape(codes.shape[:2])
 
 
-def compare(name, rec, identifiers, prompt, beams, repeat, baseline=True) -> dict:
+def _decode_all(fn, prompt: np.ndarray, batch: int) -> np.ndarray:
+    """Items (U, K) of every user, `batch` users per call."""
+    parts = [fn(prompt[lo : lo + batch]) for lo in range(0, len(prompt), batch)]
+    return np.concatenate(parts)
+
+
+def compare(setting, rec, identifiers, prompt, args, threads) -> list[dict]:
     start = 1 if rec.kind == "seq2seq" else prompt.shape[1]
-    t_tables = time.perf_counter()
     tables = TrieTables.of(identifiers, rec.device)
-    t_tables = time.perf_counter() - t_tables
+    beams = args.beams
+
+    def items_of(result) -> np.ndarray:
+        return result.items if result.items is not None else _items(identifiers, result.codes)
+
     methods = {
-        "siit beam_search": lambda: beam_search(rec, prompt, beams, tables),
-        "generate + TrieLogitsProcessor": lambda: generate(
-            rec, prompt, beams, logits_processor=[TrieLogitsProcessor(tables, rec, start)]
+        SHARED: lambda p: beam_search(rec, p, beams, tables).items,
+        "siit beam_search, per-beam cache": lambda p: (
+            beam_search(rec, p, beams, tables, shared_prompt=False).items
+        ),
+        "generate + TrieLogitsProcessor": lambda p: items_of(
+            generate(rec, p, beams, logits_processor=[TrieLogitsProcessor(tables, rec, start)])
         ),
     }
-    if baseline:
-        t_dict = time.perf_counter()
-        allowed = dict_trie_allowed_fn(identifiers, rec, start)
-        t_dict = time.perf_counter() - t_dict
-        methods["generate + prefix_allowed_tokens_fn (dict trie)"] = lambda: generate(
-            rec, prompt, beams, prefix_allowed_tokens_fn=allowed
-        )
+    setup = time.perf_counter()
+    allowed = dict_trie_allowed_fn(identifiers, rec, start)
+    dict_setup = time.perf_counter() - setup
+    methods["generate + prefix_allowed_tokens_fn (dict trie)"] = lambda p: items_of(
+        generate(rec, p, beams, prefix_allowed_tokens_fn=allowed)
+    )
     rows, reference = [], None
+    torch.set_num_threads(threads)
     for method, fn in methods.items():
-        seconds, found = _time(fn, repeat)
-        items = found.items if found.items is not None else _items(identifiers, found.codes)
+        users = prompt if method.startswith("siit") else prompt[: args.baseline_users]
+        fn(users[: args.batch])  # warm-up
+        best, items = float("inf"), None
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            items = _decode_all(fn, users, args.batch)
+            best = min(best, time.perf_counter() - t0)
         if reference is None:
             reference = items
-        same = int((items == reference).all(axis=1).sum())
-        rows.append(
-            dict(
-                setting=name,
-                method=method,
-                users=len(prompt),
-                beams=beams,
-                ms_per_user=1000 * seconds / len(prompt),
-                same_topk=f"{same}/{len(prompt)}",
-                invalid=int((items < 0).sum()),
-            )
+        same = int((items == reference[: len(items)]).all(axis=1).sum())
+        row = dict(
+            setting=setting,
+            model=rec.model.config.model_type,
+            threads=threads,
+            method=method,
+            users=len(users),
+            beams=beams,
+            ms_per_user=round(1000 * best / len(users), 3),
+            users_per_s=round(len(users) / best, 1),
+            same_topk=f"{same}/{len(items)}",
+            invalid=int((items < 0).sum()),
         )
-        print(rows[-1])
-    rows[0]["tables_s"] = t_tables
-    if baseline:
-        rows[-1]["tables_s"] = t_dict
-    return {"rows": rows}
+        if method.endswith("(dict trie)"):
+            row["setup_s"] = round(dict_setup, 3)
+        rows.append(row)
+        print(row, flush=True)
+    shared = rows[0]["ms_per_user"]
+    for row in rows:
+        row["x_slower_than_shared"] = round(row["ms_per_user"] / shared, 2)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--run", help="a finished run (default: the newest under ./runs)")
-    parser.add_argument("--users", type=int, default=256)
+    parser.add_argument("--run", help="a finished token-level run on MovieLens-100K")
+    parser.add_argument("--models", nargs="+", default=["gpt-mini", "t5-mini"])
+    parser.add_argument("--users", type=int, default=256, help="users decoded by siit")
+    parser.add_argument(
+        "--baseline-users", type=int, default=64, help="users decoded by the generate methods"
+    )
     parser.add_argument("--batch", type=int, default=64, help="users per decoding call")
     parser.add_argument("--beams", type=int, default=20)
-    parser.add_argument("--catalogue", type=int, nargs="*", default=[100_000])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--catalogue", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=2, help="best of this many passes")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
-    cfg, rec, identifiers = load_run(args.run, args.device)
-    data = load_dataset(cfg.dataset, cfg.max_history)
-    tasks = TaskBuilder(rec, data, identifiers)
-    samples = data.test_samples()
-    prompt, _ = tasks.seqrec(samples.histories[: args.batch])
-    results = []
-    name = f"{data.name}, trained {cfg.model}, {identifiers.n_items} items"
-    results += compare(name, rec, identifiers, prompt, args.beams, args.repeat)["rows"]
-
-    # Catalogue scale: the same architecture over a large random catalogue (speed only).
+    trained = load_run(args.run) if args.run else None
+    data = load_dataset("movielens", 50)
+    identifiers = trained[2] if trained else None
+    if identifiers is None:
+        identifiers = siit.CIDTokenizer(levels=3, codebook_size=32).fit(data)
     rng = np.random.default_rng(0)
+    catalogues = [("MovieLens-100K", identifiers)]
     for n in args.catalogue:
-        sizes = list(identifiers.codebook_sizes)
-        flat = rng.choice(int(np.prod(sizes)), size=n, replace=False)
+        sizes = [256] * identifiers.n_levels
+        flat = rng.choice(int(np.prod(sizes, dtype=np.float64)), size=n, replace=False)
         codes = np.stack(np.unravel_index(flat, sizes), 1)
-        big = siit.Identifiers(codes, sizes)
-        model = build_model(cfg.model, sizes, identifiers.prefixes, ["item"], seed=0)
-        model.model.to(args.device)
-        name = f"random catalogue, untrained {cfg.model}, {n} items"
-        results += compare(name, model, big, prompt, args.beams, args.repeat)["rows"]
+        catalogues.append((f"random, {n:,} items", siit.Identifiers(codes, sizes)))
+    results = []
+    for name in args.models:
+        for label, ids in catalogues:
+            if trained and trained[0].model == name and ids is identifiers:
+                rec, how = trained[1], f"trained {name} ({Path(args.run).name})"
+            else:
+                rec = build_model(name, ids.codebook_sizes, ids.prefixes, siit.item_texts(data))
+                how = f"untrained {name}"
+            prompt, _ = TaskBuilder(rec, data, ids).seqrec(
+                data.test_samples().histories[: args.users]
+            )
+            setting = f"{label}: {ids.n_items:,} items, {how}"
+            for threads in args.threads:
+                results += compare(setting, rec, ids, prompt, args, threads)
 
-    device = (
-        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+    meta = dict(
+        machine=machine_line(machine_info()),
+        beams=args.beams,
+        batch=args.batch,
+        users=args.users,
+        baseline_users=args.baseline_users,
+        repeat=args.repeat,
     )
-    meta = dict(device=device or platform.machine(), threads=args.threads, batch=args.batch)
     OUT.mkdir(exist_ok=True)
     (OUT / "decoding.json").write_text(json.dumps(dict(meta=meta, rows=results), indent=1))
     lines = [
-        f"Decoding {args.batch} users x {args.beams} beams per call on {meta['device']} "
-        f"({args.threads} threads); best of {args.repeat}.",
+        f"Decoding {args.batch} users x {args.beams} beams per call, MovieLens-100K test "
+        f"histories as prompts; siit decodes {args.users} users, `generate` "
+        f"{args.baseline_users}; best of {args.repeat} passes. {meta['machine']}",
         "",
-        "| setting | method | ms / user | same top-k as siit | invalid beams | trie setup (s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| setting | threads | method | ms / user | users / s | x of shared | same top-k "
+        "| invalid | dict setup (s) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        setup = f"{r['tables_s']:.3f}" if "tables_s" in r else ""
         lines.append(
-            f"| {r['setting']} | {r['method']} | {r['ms_per_user']:.2f} | {r['same_topk']} | "
-            f"{r['invalid']} | {setup} |"
+            f"| {r['setting']} | {r['threads']} | {r['method']} | {r['ms_per_user']:.2f} | "
+            f"{r['users_per_s']:.0f} | {r['x_slower_than_shared']:.1f} | {r['same_topk']} | "
+            f"{r['invalid']} | {r.get('setup_s', '')} |"
         )
     (OUT / "decoding.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

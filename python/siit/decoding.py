@@ -28,6 +28,8 @@ import torch
 from ._core import IdentifierTrie
 from .identifiers import Identifiers
 from .models import NEG_INF, ItemRecModel, Model, RecModel
+from .shared_prompt import SharedPromptSteps
+from .shared_prompt import supports as supports_shared_prompt
 
 
 class TrieTables:
@@ -247,8 +249,15 @@ class _ItemSteps:
         return self.net.level_log_probs(self.query, level + 1)
 
 
-def _steps(model: Model, prompt: np.ndarray) -> _TokenSteps | _ItemSteps:
-    return _ItemSteps(model, prompt) if model.kind == "item" else _TokenSteps(model, prompt)
+def _steps(model: Model, prompt: np.ndarray, shared_prompt: bool) -> Any:
+    """The step interface of `model`: item-level, token-level with the prompt's keys/values
+    shared by a user's beams (`shared_prompt.SharedPromptSteps`, where the architecture has
+    it), or token-level on transformers' per-beam cache."""
+    if model.kind == "item":
+        return _ItemSteps(model, prompt)
+    if shared_prompt and supports_shared_prompt(model):
+        return SharedPromptSteps(model, prompt)
+    return _TokenSteps(model, prompt)
 
 
 def _score_dtype(model: Model) -> torch.dtype:
@@ -257,14 +266,16 @@ def _score_dtype(model: Model) -> torch.dtype:
 
 
 @torch.no_grad()
-def candidate_log_probs(model: Model, prompt: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def candidate_log_probs(
+    model: Model, prompt: np.ndarray, codes: np.ndarray, shared_prompt: bool = True
+) -> np.ndarray:
     """Log-prob (B, K) of K candidate identifiers (B, K, L) after each prompt (B, P), scored
     level by level over that level's codes as in beam search: each prompt runs once and its
-    candidates continue from it."""
+    candidates continue from it (`shared_prompt` as in `beam_search`)."""
     b, k, levels = codes.shape
     c = torch.as_tensor(codes, device=model.device)
     with model.evaluating():
-        steps = _steps(model, prompt)
+        steps = _steps(model, prompt, shared_prompt)
         total = steps.first().gather(1, c[:, :, 0]).double()
         rows = torch.arange(b, device=model.device).repeat_interleave(k)
         for t in range(1, levels):
@@ -282,6 +293,7 @@ def beam_search(
     tables: TrieTables | None = None,
     penalty: Sequence[torch.Tensor] | None = None,
     exclude: np.ndarray | None = None,
+    shared_prompt: bool = True,
 ) -> BeamResult:
     """Fixed-length beam search of identifiers for left-padded prompts (B, P).
 
@@ -290,14 +302,16 @@ def beam_search(
     identifier; `penalty` (one (V_t,) tensor per level) is subtracted from the log-probs;
     `exclude` (B, S) item indices (-1 padding) never end a beam: at every level, a prefix
     whose items are all excluded is masked, so the beams go to prefixes that can still end
-    on an allowed item (needs `tables`).
+    on an allowed item (needs `tables`). With `shared_prompt` (GPT-2, Llama and T5 models)
+    a user's beams share one copy of the prompt's keys/values; False keeps transformers'
+    per-beam cache (the reference path: same beams and scores, slower).
     """
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")
     if exclude is not None and tables is None:
         raise ValueError("exclude needs trie tables: items exist only in a trie")
     with model.evaluating():
-        steps = _steps(model, prompt)
+        steps = _steps(model, prompt, shared_prompt)
         logp_next = steps.first()
         b, device = len(prompt), model.device
         row = torch.arange(b, device=device)[:, None]
