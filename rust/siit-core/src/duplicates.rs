@@ -3,7 +3,7 @@
 
 use crate::error::{bail, Result};
 use crate::layout::Layout;
-use crate::sort::{sort_keys_by, DisjointWriter, SortedKeys};
+use crate::sort::{sort_keys, sort_keys_by, DisjointWriter, SortedKeys};
 use rayon::prelude::*;
 
 /// Rows grouped by identifier.
@@ -86,20 +86,21 @@ pub fn group_duplicates(codes: &[i64], n: usize, levels: usize) -> Result<Groups
     let n_groups = starts.len();
     let run_end = |run: usize| starts.get(run + 1).copied().unwrap_or(n);
     // Sorting is stable, so a run's first entry is its first row. Groups are numbered in the
-    // order of those rows: place each run at its first row, then read the rows in order.
-    const NO_RUN: u32 = u32::MAX;
-    let mut run_at_row = vec![NO_RUN; n];
-    let writer = DisjointWriter::new(&mut run_at_row);
-    starts.par_iter().enumerate().for_each(|(run, &j)| {
-        // SAFETY: runs have distinct first rows.
-        unsafe { writer.write(sorted.row(j) as usize, run as u32) };
-    });
+    // order of those rows: sort them (radix, in parallel), and number the runs in that order.
+    let first_rows: Vec<u64> = starts.par_iter().map(|&j| sorted.row(j) as u64).collect();
+    let row_bits = 64 - (n as u64).leading_zeros();
+    let by_first_row = sort_keys(&first_rows, row_bits);
     let mut number = vec![0u32; n_groups];
-    let mut counts = Vec::with_capacity(n_groups);
-    for &run in run_at_row.iter().filter(|&&run| run != NO_RUN) {
-        number[run as usize] = counts.len() as u32;
-        counts.push((run_end(run as usize) - starts[run as usize]) as i64);
-    }
+    let writer = DisjointWriter::new(&mut number);
+    let counts = (0..n_groups)
+        .into_par_iter()
+        .map(|g| {
+            let run = by_first_row.row(g) as usize;
+            // SAFETY: `row` is a permutation of the runs.
+            unsafe { writer.write(run, g as u32) };
+            (run_end(run) - starts[run]) as i64
+        })
+        .collect();
     // Scatter 4-byte numbers (half the random writes of 8-byte ones), then widen in order.
     let mut group32 = vec![0u32; n];
     let writer = DisjointWriter::new(&mut group32);

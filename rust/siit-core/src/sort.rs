@@ -121,52 +121,118 @@ pub fn sort_keys_by(n: usize, key_bits: u32, key_of: impl Fn(usize) -> u64 + Syn
     }
 }
 
-/// Stable LSD radix sort of `a` by bits `[from, to)`: per pass, every chunk counts its digits
-/// in parallel, then scatters its rows to where the counts of the chunks before it end.
-fn radix_sort_bits(a: &mut Vec<u64>, from: u32, to: u32) {
-    let n = a.len();
-    let mut buf = vec![0u64; n];
+/// Below this many rows a sort is LSD passes over the whole array.
+const MSD_MIN_ROWS: usize = 1 << 18;
+/// Below this many rows a bucket is sorted by comparison (counting 2^11 digits costs more).
+const SMALL_BUCKET: usize = 256;
+
+/// Stable radix sort of `a` by bits `[from, to)`, where no entry has bits at or above `to`.
+/// Large arrays take one parallel pass on the top digit, which cuts them into buckets that
+/// fit in cache, then each bucket is sorted by the remaining bits on its own (buckets in
+/// parallel): one pass over main memory instead of one per digit. Small arrays are LSD
+/// passes over the whole array.
+fn radix_sort_bits(a: &mut Vec<u64>, from: u32, mut to: u32) {
+    let mut buf = vec![0u64; a.len()];
+    while a.len() >= MSD_MIN_ROWS && to - from > DIGIT_BITS {
+        let top = to - DIGIT_BITS;
+        let Some(starts) = scatter_pass(a, &mut buf, top, DIGIT_BITS, CHUNK) else {
+            to = top; // every entry has the same top digit
+            continue;
+        };
+        std::mem::swap(a, &mut buf);
+        let mut buckets = Vec::with_capacity(starts.len());
+        let (mut rest, mut scratch) = (a.as_mut_slice(), buf.as_mut_slice());
+        for w in starts.windows(2) {
+            let (bucket, tail) = rest.split_at_mut(w[1] - w[0]);
+            let (space, scratch_tail) = scratch.split_at_mut(w[1] - w[0]);
+            buckets.push((bucket, space));
+            (rest, scratch) = (tail, scratch_tail);
+        }
+        buckets.into_par_iter().for_each(|(bucket, space)| {
+            if bucket.len() < SMALL_BUCKET {
+                // entries are distinct (their low bits are the row), so this is stable
+                bucket.sort_unstable();
+            } else if lsd_passes(bucket, space, from, top, usize::MAX) {
+                bucket.copy_from_slice(space);
+            }
+        });
+        return;
+    }
+    if lsd_passes(a, &mut buf, from, to, CHUNK) {
+        std::mem::swap(a, &mut buf);
+    }
+}
+
+/// Stable LSD passes of `a` by bits `[from, to)` with `buf` (same length) as scratch, chunks
+/// of `chunk` rows in parallel. Returns whether the result ended in `buf`.
+fn lsd_passes(a: &mut [u64], buf: &mut [u64], from: u32, to: u32, chunk: usize) -> bool {
+    let (mut src, mut dst) = (a, buf);
+    let mut in_buf = false;
     let mut shift = from;
     while shift < to {
         let width = DIGIT_BITS.min(to - shift);
-        let (mask, buckets) = ((1u64 << width) - 1, 1usize << width);
-        let digit = |x: u64| ((x >> shift) & mask) as usize;
-        let mut counts: Vec<Vec<usize>> = a
-            .par_chunks(CHUNK)
-            .map(|chunk| {
-                let mut c = vec![0usize; buckets];
-                chunk.iter().for_each(|&x| c[digit(x)] += 1);
-                c
-            })
-            .collect();
-        // A digit shared by every row orders nothing: skip the pass.
-        if (0..buckets).any(|d| counts.iter().map(|c| c[d]).sum::<usize>() == n) {
-            shift += width;
-            continue;
+        if scatter_pass(src, dst, shift, width, chunk).is_some() {
+            std::mem::swap(&mut src, &mut dst);
+            in_buf = !in_buf;
         }
-        // Exclusive prefix over (digit, chunk) in that order: stable across chunks.
-        let mut offset = 0usize;
-        for d in 0..buckets {
-            for c in counts.iter_mut() {
-                let here = c[d];
-                c[d] = offset;
-                offset += here;
-            }
-        }
-        let out = DisjointWriter::new(&mut buf);
-        a.par_chunks(CHUNK)
-            .zip(counts.par_iter_mut())
-            .for_each(|(chunk, next)| {
-                for &x in chunk {
-                    let slot = &mut next[digit(x)];
-                    // SAFETY: the prefix sums give every (chunk, digit) its own range of slots.
-                    unsafe { out.write(*slot, x) };
-                    *slot += 1;
-                }
-            });
-        std::mem::swap(a, &mut buf);
         shift += width;
     }
+    in_buf
+}
+
+/// One stable counting-sort pass of `a` into `buf` by the digit at `[shift, shift + width)`:
+/// every chunk of `chunk` rows counts its digits in parallel, then scatters its rows to where
+/// the counts of the chunks before it end. Returns where each digit's rows start in `buf`
+/// (and `a.len()` last), or `None`, writing nothing, when every row has the same digit.
+fn scatter_pass(
+    a: &[u64],
+    buf: &mut [u64],
+    shift: u32,
+    width: u32,
+    chunk: usize,
+) -> Option<Vec<usize>> {
+    let n = a.len();
+    let (mask, buckets) = ((1u64 << width) - 1, 1usize << width);
+    let digit = |x: u64| ((x >> shift) & mask) as usize;
+    let chunk = chunk.min(n.max(1));
+    let mut counts: Vec<Vec<usize>> = a
+        .par_chunks(chunk)
+        .map(|c| {
+            let mut count = vec![0usize; buckets];
+            c.iter().for_each(|&x| count[digit(x)] += 1);
+            count
+        })
+        .collect();
+    let totals: Vec<usize> = (0..buckets)
+        .map(|d| counts.iter().map(|c| c[d]).sum())
+        .collect();
+    if totals.contains(&n) {
+        return None;
+    }
+    // Exclusive prefix over (digit, chunk) in that order: stable across chunks.
+    let mut starts = Vec::with_capacity(buckets + 1);
+    let mut offset = 0usize;
+    for d in 0..buckets {
+        starts.push(offset);
+        for c in counts.iter_mut() {
+            let here = c[d];
+            c[d] = offset;
+            offset += here;
+        }
+    }
+    starts.push(n);
+    let out = DisjointWriter::new(buf);
+    a.par_chunks(chunk)
+        .zip(counts.par_iter_mut())
+        .for_each(|(c, next)| {
+            for &x in c {
+                let slot = &mut next[digit(x)];
+                // SAFETY: the prefix sums give every (chunk, digit) its own range of slots.
+                unsafe { out.write(*slot, x) };
+                *slot += 1;
+            }
+        });
+    Some(starts)
 }
 
 #[cfg(test)]
@@ -201,6 +267,20 @@ mod tests {
         fn wide_keys_use_the_fallback(keys in prop::collection::vec(any::<u64>(), 0..100)) {
             check(&keys, 64)?;
         }
+    }
+
+    #[test]
+    fn bucketed_sort_matches_comparison_sort() {
+        // Past MSD_MIN_ROWS: buckets of every size (one hot key fills a large one, sparse
+        // keys leave small ones), duplicates kept in row order.
+        let n = MSD_MIN_ROWS as u64 + 12_345;
+        let keys: Vec<u64> = (0..n)
+            .map(|i| if i % 3 == 0 { 777 } else { (i * 2_654_435_761) % (1 << 22) })
+            .collect();
+        check(&keys, 22).unwrap();
+        // Keys far below 2^key_bits: the top digits are shared by every row and skipped.
+        let narrow: Vec<u64> = keys.iter().map(|k| k % 5_000).collect();
+        check(&narrow, 40).unwrap();
     }
 
     #[test]
