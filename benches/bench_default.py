@@ -35,7 +35,7 @@ def throughput(run: Path) -> list[dict]:
     import siit
     import torch
     from siit.api import load_run
-    from siit.refine import assign, collaborative_proposals, refine
+    from siit.refine import refine
     from siit.tasks import TaskBuilder
 
     cfg, rec, identifiers = load_run(run)
@@ -48,12 +48,8 @@ def throughput(run: Path) -> list[dict]:
         siit.evaluate(run, data, split="valid", progress=False)
         users = data.n_users / (time.perf_counter() - start)
         start = time.perf_counter()
-        if rec.kind == "item":
-            windows = data.train_windows(cfg.max_history + 1)
-            found = collaborative_proposals(rec, tasks, windows, identifiers, cfg.refine_beams)
-            assign(identifiers, *found)
-        else:
-            refine(rec, tasks, identifiers, cfg.refine_beams, batch_size=cfg.eval_batch_size)
+        # the refinement a run with rounds would take (the default preset's levers)
+        refine(rec, tasks, identifiers, data, cfg.replace(rounds=1).check())
         items = data.n_items / (time.perf_counter() - start)
         out.append(dict(threads=threads, users_per_s=users, items_per_s=items))
     return out

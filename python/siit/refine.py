@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ._core import IdentifierTrie, assign_unique
-from .data import Samples, Windows
+from .data import Dataset, Samples, Windows
 from .decoding import beam_search, candidate_log_probs
+from .diagnostics import regeneration
 from .identifiers import Identifiers
-from .models import ItemRecModel, RecModel
+from .models import ItemRecModel, Model, RecModel
 from .progress import progress_bar
 from .tasks import TaskBuilder
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -346,19 +351,89 @@ def assign(
     return new, report
 
 
-def refine(
+def token_proposals(
     model: RecModel,
     tasks: TaskBuilder,
+    items: np.ndarray,
     identifiers: Identifiers,
-    beams: int = 20,
-    diversity: float = 0.0,
-    batch_size: int = 64,
-    keep_current: bool = True,
-) -> tuple[Identifiers, RefineReport]:
-    """One refinement round over all items with text (single process)."""
-    start = time.perf_counter()
-    items = tasks.alignment_items("item2id")
-    candidates, scores = propose(
-        model, tasks, items, identifiers, beams, diversity, batch_size, keep_current, progress=False
+    config: TrainConfig,
+    prefix_samples: Samples | None = None,
+    round_: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates and scores of a token-level model for `items`: item2id beams, with the
+    seqrec evidence of `prefix_samples` as `config.refine_evidence` asks."""
+    cand, scores = propose(
+        model,
+        tasks,
+        items,
+        identifiers,
+        config.refine_beams,
+        config.diversity,
+        config.eval_batch_size,
+        bool(config.keep_current),
+        progress=progress,
     )
-    return assign(identifiers, items, candidates, scores, time.perf_counter() - start)
+    if config.refine_evidence != "item2id":
+        if prefix_samples is None:
+            raise ValueError(f"refine_evidence={config.refine_evidence!r} needs prefix samples")
+        seqrec = collaborative_scores(
+            model,
+            tasks,
+            prefix_samples,
+            items,
+            cand,
+            config.refine_occurrences,
+            config.eval_batch_size,
+            seed=[config.seed, round_],
+        )
+        scores = combine_evidence(scores, seqrec, config.refine_evidence)
+    return cand, scores
+
+
+def refine_step(
+    identifiers: Identifiers,
+    items: np.ndarray,
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    config: TrainConfig,
+    seconds: float = 0.0,
+) -> tuple[Identifiers, RefineReport]:
+    """The levers of `config` on the proposals (free-only, margin), then `assign`; the
+    report says how often the proposals regenerated the current identifiers."""
+    regen = regeneration(candidates[:, : config.refine_beams], identifiers.codes[items])
+    if config.refine_free_only:
+        scores = free_only(identifiers, items, candidates, scores)
+    if config.refine_margin is not None:
+        scores = gate_by_margin(scores, config.refine_margin)
+    new, report = assign(identifiers, items, candidates, scores, seconds)
+    return new, replace(report, regeneration=regen)
+
+
+def refine(
+    model: Model,
+    tasks: TaskBuilder,
+    identifiers: Identifiers,
+    dataset: Dataset,
+    config: TrainConfig,
+    round_: int = 0,
+) -> tuple[Identifiers, RefineReport]:
+    """One refinement of every item in one process, as the training loop does it with
+    `config`'s evidence and levers (the loop shares the proposals out over its processes)."""
+    start = time.perf_counter()
+    if model.kind == "item":
+        windows = dataset.train_windows(config.max_history + 1)
+        items, cand, scores = collaborative_proposals(
+            model,
+            tasks,
+            windows,
+            identifiers,
+            config.refine_beams,
+            bool(config.keep_current),
+            config.eval_batch_size,
+        )
+    else:
+        items = tasks.alignment_items("item2id")
+        prefix = dataset.train_samples() if config.refine_evidence != "item2id" else None
+        cand, scores = token_proposals(model, tasks, items, identifiers, config, prefix, round_)
+    return refine_step(identifiers, items, cand, scores, config, time.perf_counter() - start)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import AttentionInterface, DynamicCache
 
 if TYPE_CHECKING:
     from .models import RecModel
@@ -110,7 +110,13 @@ def _attention(
     return out, None
 
 
-AttentionInterface.register(ATTENTION, _attention)
+@cache
+def _register() -> None:
+    """Registers the attention function, on first use: importing transformers' modeling
+    code costs seconds that `siit evaluate` of an item-level run should not pay."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, _attention)
 
 
 @contextmanager
@@ -136,8 +142,11 @@ class SharedPromptSteps:
     """`decoding._TokenSteps` with the prompt's keys/values once per user."""
 
     def __init__(self, model: RecModel, prompt: np.ndarray) -> None:
+        from transformers import DynamicCache
+
         from .decoding import _cache_arg, _cache_of, _first_step
 
+        _register()
         self.model, self.net = model, model.model
         out, state = _first_step(model, prompt)
         self.logits = out.logits[:, -1]

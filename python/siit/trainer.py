@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -35,22 +35,13 @@ import torch.distributed as dist
 from .config import OBJECT, TrainConfig
 from .data import Dataset, Samples, Windows
 from .decoding import TrieTables, top_items, use_exact
-from .diagnostics import regeneration, semantic_consistency, split_by_moved
+from .diagnostics import semantic_consistency, split_by_moved
 from .embed import embed, item_texts
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, most_popular_ranks, ranking_metrics
 from .models import Model, load_model
 from .progress import progress_bar
-from .refine import (
-    RefineReport,
-    assign,
-    collaborative_proposals,
-    collaborative_scores,
-    combine_evidence,
-    free_only,
-    gate_by_margin,
-    propose,
-)
+from .refine import RefineReport, collaborative_proposals, refine_step, token_proposals
 from .tasks import TaskBuilder
 
 log = logging.getLogger("siit")
@@ -499,33 +490,20 @@ class Trainer:
     # -- refinement and evaluation -----------------------------------------------------------
 
     def _item2id_proposals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token-level models: beams from each item's item2id prompt (each process takes a
-        share of the items), with seqrec evidence as the levers ask."""
+        """Token-level models: each process proposes for its share of the items."""
         items = self.tasks.alignment_items("item2id")
         mine = items[self.procs.shard(len(items))]
-        cand, scores = propose(
+        needs_prefixes = self.config.refine_evidence != "item2id"
+        cand, scores = token_proposals(
             self.rec,
             self.tasks,
             mine,
             self.identifiers,
-            self.config.refine_beams,
-            self.config.diversity,
-            self.config.eval_batch_size,
-            self.config.keep_current,
+            self.config,
+            self.prefix_samples if needs_prefixes else None,
+            self.state["round"],
             progress=self.config.progress and self.procs.main,
         )
-        if self.config.refine_evidence != "item2id":
-            seqrec = collaborative_scores(
-                self.rec,
-                self.tasks,
-                self.prefix_samples,
-                mine,
-                cand,
-                self.config.refine_occurrences,
-                self.config.eval_batch_size,
-                seed=[self.config.seed, self.state["round"]],
-            )
-            scores = combine_evidence(scores, seqrec, self.config.refine_evidence)
         parts = self.procs.gather((cand, scores))
         return (
             items,
@@ -542,7 +520,7 @@ class Trainer:
             self.samples,
             self.identifiers,
             self.config.refine_beams,
-            self.config.keep_current,
+            bool(self.config.keep_current),
             self.config.eval_batch_size,
         )
         return self.procs.gather(found)[0]
@@ -554,13 +532,10 @@ class Trainer:
             if self.rec.kind == "item"
             else self._item2id_proposals()
         )
-        regen = regeneration(cand[:, : self.config.refine_beams], self.identifiers.codes[items])
-        if self.config.refine_free_only:
-            scores = free_only(self.identifiers, items, cand, scores)
-        if self.config.refine_margin is not None:
-            scores = gate_by_margin(scores, self.config.refine_margin)
-        new, report = assign(self.identifiers, items, cand, scores, time.perf_counter() - start)
-        report = replace(report, regeneration=regen)
+        new, report = refine_step(
+            self.identifiers, items, cand, scores, self.config, time.perf_counter() - start
+        )
+        regen = report.regeneration
         self.identifiers = new
         self.tasks.set_identifiers(new)
         log.info(
