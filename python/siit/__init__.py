@@ -16,8 +16,8 @@ from siit._core import (
     group_duplicates,
 )
 from siit._core import __version__ as __version__
-from siit.data import Dataset, Samples
-from siit.embed import embed, item_texts
+from siit.data import Dataset, Samples, item_texts
+from siit.embed import embed
 from siit.identifiers import Identifiers, IdentifierStats, UniqueResult
 from siit.tokenizers import (
     FileTokenizer,

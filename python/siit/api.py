@@ -15,9 +15,9 @@ import torch
 
 from ._core import assign_unique
 from .config import OBJECT, TrainConfig, is_item_level
-from .data import Dataset
+from .data import Dataset, item_texts
 from .decoding import TrieTables, beam_search, top_items, use_exact
-from .embed import embed, item_texts
+from .embed import embed
 from .identifiers import Identifiers
 from .mapper import TextMapper
 from .models import DTYPES, ItemRecModel, Model, RecModel, build_model, check_model_name, load_model

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .data import Dataset, Samples, Windows
-from .embed import item_texts
+from .data import Dataset, Samples, Windows, item_texts
 from .identifiers import Identifiers
 from .models import RecModel
 

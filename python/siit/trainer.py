@@ -33,10 +33,10 @@ import torch
 import torch.distributed as dist
 
 from .config import OBJECT, TrainConfig
-from .data import Dataset, Samples, Windows
+from .data import Dataset, Samples, Windows, item_texts, load
 from .decoding import TrieTables, top_items, use_exact
 from .diagnostics import semantic_consistency, split_by_moved
-from .embed import embed, item_texts
+from .embed import embed
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, most_popular_ranks, ranking_metrics
 from .models import Model, load_model
@@ -175,11 +175,7 @@ def load_dataset(spec: str, max_history: int) -> Dataset:
             f"this run was trained on a Dataset object ({spec[len(OBJECT) :]!r}); pass it again, "
             "e.g. siit.train(dataset=data, resume=run_dir) or siit.evaluate(run_dir, data)"
         )
-    if spec == "movielens":
-        return Dataset.movielens(max_history=max_history)
-    if spec == "synthetic":
-        return Dataset.synthetic()
-    return Dataset.load(spec, max_history=max_history)
+    return load(spec, max_history)
 
 
 def make_tokenizer(name: str, levels: int, codebook_size: int, seed: int, **options: Any) -> Any:

@@ -157,7 +157,8 @@ class RQVAETokenizer(Tokenizer):
 
     def _vectors(self, dataset: Dataset) -> np.ndarray:
         if self.embeddings is None:
-            from siit.embed import embed, item_texts
+            from siit.data import item_texts
+            from siit.embed import embed
 
             dataset.require_text(f"{type(self).__name__} (without embeddings=)")
             return embed(item_texts(dataset))

@@ -10,16 +10,13 @@ target). Histories are the last `max_history` items before the target.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-
-from siit.files import read_json, read_text
 
 log = logging.getLogger(__name__)
 
@@ -236,129 +233,31 @@ class Dataset:
 
     @classmethod
     def load(cls, source: str | Path, **options: Any) -> Dataset:
-        """A dataset by name or folder: "ml-100k" (or "movielens") for MovieLens-100K, a
-        folder of MovieLens files, or a folder in the LC-Rec/LETTER JSON layout."""
-        if str(source).lower() in ("ml-100k", "movielens"):
-            return cls.movielens(**options)
-        folder = Path(source)
-        if (folder / "u.data").exists() or (folder / "ml-100k.inter").exists():
-            return cls.movielens(folder, **options)
-        return cls.from_json(folder, **options)
+        """A dataset by name or folder; see `siit.data.load`."""
+        from . import load
+
+        return load(source, **options)
 
     @classmethod
-    def from_json(
-        cls,
-        path: str | Path,
-        name: str | None = None,
-        missing_text: Literal["error", "drop"] = "error",
-        max_history: int = 20,
-    ) -> Dataset:
-        """Loads the LC-Rec/LETTER layout: `NAME.inter.json` ({user: [item, ...]} in time
-        order) and `NAME.item.json` ({item: {field: text}}) from a folder.
+    def from_json(cls, path: str | Path, **options: Any) -> Dataset:
+        """The LC-Rec/LETTER JSON layout of a folder; see `siit.data.lcrec.from_json`."""
+        from .lcrec import from_json
 
-        Without `NAME.item.json` the items are those of the interactions (numeric ids in
-        numeric order), without text: CID, random or file identifiers and seqrec training
-        need none. Interactions with items that have no text entry raise, or with
-        `missing_text="drop"` are dropped and counted.
-        """
-        folder = Path(path)
-        if not folder.is_dir():
-            raise ValueError(f"{folder}: not a folder with NAME.inter.json and NAME.item.json")
-        if name is None:
-            found = sorted(folder.glob("*.inter.json"))
-            if len(found) != 1:
-                raise ValueError(
-                    f"{folder}: expected one *.inter.json, found {[f.name for f in found]}; "
-                    "pass name="
-                )
-            name = found[0].name[: -len(".inter.json")]
-        inter = read_json(folder / f"{name}.inter.json")
-        if not isinstance(inter, dict):
-            raise ValueError(f"{folder / f'{name}.inter.json'}: must be an object of user -> items")
-        text_file = folder / f"{name}.item.json"
-        if text_file.exists():
-            texts = read_json(text_file)
-            if not isinstance(texts, dict):
-                raise ValueError(f"{text_file}: must be an object of item -> text fields")
-        else:  # interactions only: the items are those the users interacted with
-            seen = {str(item) for seq in inter.values() if isinstance(seq, list) for item in seq}
-            texts = {item: {} for item in sorted(seen, key=_id_order)}
-            log.info("%s: no %s, so %d items without text", name, text_file.name, len(texts))
-        item_ids = list(texts)
-        index = {item: i for i, item in enumerate(item_ids)}
-        for item, fields in texts.items():
-            if not isinstance(fields, dict):
-                raise ValueError(f"{text_file}: item {item!r} is not an object")
-        sequences, dropped = [], 0
-        for user, seq in inter.items():
-            if not isinstance(seq, list):
-                raise ValueError(f"{folder / f'{name}.inter.json'}: user {user!r} is not a list")
-            known = [index.get(str(item)) for item in seq]
-            if None in known:
-                if missing_text == "error":
-                    item = seq[known.index(None)]
-                    raise ValueError(
-                        f"{folder / f'{name}.inter.json'}: user {user!r} has item {item!r}, "
-                        f"which has no entry in {name}.item.json (pass missing_text='drop' "
-                        "to drop such interactions)"
-                    )
-                dropped += known.count(None)
-                known = [i for i in known if i is not None]
-            sequences.append(known)
-        if dropped:
-            log.warning("%s: dropped %d interactions with items that have no text", name, dropped)
-        text = [{k: "" if v is None else str(v) for k, v in texts[i].items()} for i in item_ids]
-        dataset = cls(sequences, text, item_ids, list(inter), max_history, name)
-        if not text_file.exists():
-            dataset.missing_text = f"{text_file}: file not found"
-        return dataset
+        return from_json(path, **options)
 
     @classmethod
     def movielens(cls, path: str | Path | None = None, max_history: int = 20) -> Dataset:
-        """MovieLens-100K from its original files (`u.data`, `u.item`) or RecBole's atomic
-        files (`ml-100k.inter`, `ml-100k.item`) in `path`; by default the copy inside the
-        `recbole==1.2.1` wheel, found without importing recbole. Each user's ratings are
-        ordered by timestamp, ties by their order in the file."""
-        folder = Path(path) if path is not None else _recbole_movielens()
-        if (folder / "u.data").exists():
-            table = _read_table(folder / "u.data", skip=0, sep="\t")
-            items = _read_table(folder / "u.item", skip=0, sep="|")
-            text = {
-                row[0]: {
-                    "title": row[1],
-                    "categories": ", ".join(
-                        g for g, flag in zip(_GENRES, row[5:], strict=False) if flag == "1"
-                    ),
-                }
-                for row in items
-            }
-        elif (folder / "ml-100k.inter").exists():
-            table = _read_table(folder / "ml-100k.inter", skip=1, sep="\t")
-            items = _read_table(folder / "ml-100k.item", skip=1, sep="\t")
-            text = {
-                row[0]: {"title": row[1], "year": row[2], "categories": row[3].replace(" ", ", ")}
-                for row in items
-            }
-        else:
-            raise ValueError(f"{folder}: neither u.data/u.item nor ml-100k.inter/ml-100k.item")
-        from siit.loaders import from_interactions
+        """MovieLens-100K; see `siit.data.movielens.movielens`."""
+        from .movielens import movielens
 
-        columns = list(zip(*table, strict=False))
-        return from_interactions(
-            columns[0],
-            columns[1],
-            np.array(columns[3], dtype=float),
-            text,
-            "ml-100k",
-            max_history=max_history,
-        )
+        return movielens(path, max_history)
 
     @classmethod
     def from_table(cls, interactions: Any, items: Any = None, **options: Any) -> Dataset:
         """From a table of interactions (user, item, timestamp columns) and an optional table
         of item text: pandas DataFrames, CSV/Parquet paths or Hugging Face datasets. See
-        `siit.loaders.from_table` for the options (column names, k_core, dedup, ...)."""
-        from siit.loaders import from_table
+        `siit.data.tables.from_table` for the options (column names, k_core, dedup, ...)."""
+        from .tables import from_table
 
         return from_table(interactions, items, **options)
 
@@ -366,16 +265,16 @@ class Dataset:
     def from_hf(cls, reviews: Any, metadata: Any = None, **options: Any) -> Dataset:
         """From Hugging Face `datasets` (Dataset or DatasetDict objects, local files or a
         name for `datasets.load_dataset`), by default in the Amazon Reviews 2023 layout,
-        5-core. See `siit.loaders.from_hf` for the column names and filters."""
-        from siit.loaders import from_hf
+        5-core. See `siit.data.hf.from_hf` for the column names and filters."""
+        from .hf import from_hf
 
         return from_hf(reviews, metadata, **options)
 
     @classmethod
     def from_amazon(cls, reviews: str | Path, metadata: str | Path, **options: Any) -> Dataset:
         """From raw Amazon review dumps (2014 or 2018 style JSON lines, gzipped or not):
-        deduplicated, 5-core by default. See `siit.loaders.from_amazon`."""
-        from siit.loaders import from_amazon
+        deduplicated, 5-core by default. See `siit.data.amazon.from_amazon`."""
+        from .amazon import from_amazon
 
         return from_amazon(reviews, metadata, **options)
 
@@ -413,56 +312,3 @@ class Dataset:
             for i in range(n_items)
         ]
         return cls(sequences, text, max_history=max_history, name=f"synthetic-{seed}")
-
-
-_GENRES = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
-_MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
-
-
-def _recbole_movielens() -> Path:
-    """The ml-100k folder inside the installed recbole wheel; `find_spec` of a top-level
-    package locates it without running its code."""
-    spec = importlib.util.find_spec("recbole")
-    if spec is None or spec.origin is None:
-        raise ValueError(
-            "MovieLens-100K not found: install the copy inside recbole with "
-            f"`pip install --no-deps recbole==1.2.1`, or download {_MOVIELENS_URL}, unpack it "
-            "and pass its folder as path="
-        )
-    return Path(spec.origin).parent / "dataset_example" / "ml-100k"
-
-
-def _id_order(item: str) -> tuple[bool, int, str]:
-    """Numeric ids in numeric order, then the others as strings."""
-    return (not item.isdigit(), int(item) if item.isdigit() else 0, item)
-
-
-def _read_table(path: Path, skip: int, sep: str) -> list[list[str]]:
-    """Rows of a small delimited text file (MovieLens ships latin-1 titles)."""
-    lines = read_text(path, encoding="latin-1").splitlines()[skip:]
-    rows = [line.split(sep) for line in lines if line.strip()]
-    width = 4 if path.suffix in (".data", ".inter") else 2
-    for number, row in enumerate(rows, start=skip + 1):
-        if len(row) < width:
-            raise ValueError(f"{path}: line {number} has {len(row)} fields, expected {width}+")
-    return rows
