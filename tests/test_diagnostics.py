@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import siit
 from siit.decoding import candidate_log_probs
-from siit.diagnostics import regeneration, semantic_consistency, split_by_moved
+from siit.diagnostics import paired_moves, regeneration, semantic_consistency, split_by_moved
 from siit.refine import (
     assign,
     collaborative_scores,
@@ -170,3 +170,28 @@ def test_free_only_refinement_never_displaces_another_item():
     safe, report = assign(identifiers, items, candidates, gated)
     assert safe.codes.tolist() == [[3, 3], [1, 1], [2, 2]]
     assert report.changed == 1 and safe.is_unique()
+
+
+def test_paired_moves_scores_the_same_targets_before_and_after():
+    targets = np.array([0, 1, 2, 3, 1])
+    moved = np.array([True, False, True, False])
+    cold = np.array([False, False, True, True])
+    before = np.array([0, -1, 3, 12, 1])  # first-hit ranks, -1: missed
+    after = np.array([-1, 0, 0, 12, 1])
+    out = paired_moves(before, after, targets, moved, cold)
+
+    def ndcg(ranks):
+        return np.mean([1 / np.log2(r + 2) if 0 <= r < 10 else 0.0 for r in ranks])
+
+    expected = {
+        "all": [0, 1, 2, 3, 4],
+        "moved": [0, 2],
+        "kept": [1, 3, 4],
+        "cold": [2, 3],
+        "cold_moved": [2],
+    }
+    for name, rows in expected.items():
+        assert out[name]["n"] == len(rows)
+        assert out[name]["ndcg@10_before"] == pytest.approx(ndcg(before[rows]), abs=1e-5)
+        assert out[name]["ndcg@10_after"] == pytest.approx(ndcg(after[rows]), abs=1e-5)
+    assert out["moved"]["recall@10_before"] == 1.0 and out["moved"]["recall@10_after"] == 0.5

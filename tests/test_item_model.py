@@ -17,6 +17,7 @@ from siit.refine import (
     gate_by_margin,
     occurrence_scores,
     occurrence_states,
+    refine_step,
 )
 from siit.tasks import TaskBuilder
 from siit.trainer import Trainer
@@ -173,6 +174,37 @@ def test_a_collaborative_move_never_lowers_the_training_likelihood(setup):
     np.testing.assert_array_equal(new.codes[absent], identifiers.codes[absent])
 
 
+@pytest.mark.parametrize("moving", [1, 2])
+def test_the_level_restriction_moves_only_the_last_levels(setup, moving):
+    model, identifiers, tasks, _, dataset = setup
+    windows = dataset.train_windows(6)
+    items, cand, scores = collaborative_proposals(
+        model, tasks, windows, identifiers, 5, refine_levels=moving
+    )
+    fixed = identifiers.n_levels - moving
+    current = identifiers.codes[items]
+    proposed = np.isfinite(scores)
+    assert proposed[:, :-1].any()  # the beams search the levels that may move
+    same = (cand[:, :, :fixed] == current[:, None, :fixed]).all(-1)
+    assert same[proposed].all()
+    config = siit.TrainConfig(rounds=1, refine="conservative", refine_levels=moving).check()
+    new, report = refine_step(identifiers, items, cand, scores, config)
+    assert new.is_unique() and report.changed > 0
+    np.testing.assert_array_equal(new.codes[:, :fixed], identifiers.codes[:, :fixed])
+
+
+def test_no_levels_to_move_is_the_no_move_control(setup):
+    model, identifiers, tasks, _, dataset = setup
+    windows = dataset.train_windows(6)
+    items, cand, scores = collaborative_proposals(model, tasks, windows, identifiers, 5)
+    config = siit.TrainConfig(rounds=1, refine="conservative", refine_levels=0).check()
+    new, report = refine_step(identifiers, items, cand, scores, config)
+    assert report.changed == 0
+    np.testing.assert_array_equal(new.codes, identifiers.codes)
+    with pytest.raises(ValueError, match="refine_levels"):
+        siit.TrainConfig(rounds=1, refine="paper", refine_levels=0).check()  # no keep_current
+
+
 ITEM_RUN = {
     **TINY_RUN,
     "model": "item-tiny",
@@ -202,10 +234,34 @@ def test_an_item_level_run_refines_to_unique_identifiers(item_run):
         index = siit.Identifiers.load(out / "index" / f"round-{r}.index.json", [8, 8, 8])
         assert index.is_unique()
     assert result.test["invalid_share"] == 0 and result.test["ndcg@10"] > 0
+    # paired diagnostics: the same validation targets, scored by round 0's best model on the
+    # old identifiers and by round 1's on the new ones, are the rounds' own validations
+    rounds = metrics["rounds"]
+    paired = rounds[1]["paired"]
+    users = tiny_synthetic_users()
+    assert paired["all"]["n"] == users == paired["moved"]["n"] + paired["kept"]["n"]
+    assert paired["all"]["ndcg@10_before"] == pytest.approx(rounds[0]["valid"]["ndcg@10"], 1e-4)
+    assert paired["all"]["ndcg@10_after"] == pytest.approx(rounds[1]["valid"]["ndcg@10"], 1e-4)
+    assert paired["moved"]["n"] > 0
+    assert rounds[0]["paired"] is None and rounds[0]["cold"]["n"] <= users
+    for r in (0, 1):
+        assert np.load(out / "diagnostics" / f"valid-ranks-round-{r}.npy").shape == (users,)
     # a loaded run ranks exactly (eval_mode auto) and agrees with the run's test metrics
     assert siit.evaluate(out)["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-9)
     items, scores = siit.load(out).recommend([["1", "2", "3"]], k=5)
     assert items.shape == (1, 5) and (np.diff(scores[0]) <= 0).all()
+
+
+def test_the_no_move_control_runs_the_same_rounds_with_nobody_moving(tmp_path):
+    result = siit.train(output_dir=tmp_path, **{**ITEM_RUN, "refine_levels": 0})
+    assert len(result.rounds) == 2 and result.rounds[1].refine["changed"] == 0
+    before, after = (tmp_path / "index" / f"round-{r}.index.json" for r in (0, 1))
+    assert before.read_text() == after.read_text()
+    assert result.rounds[1].paired["moved"]["n"] == 0
+
+
+def tiny_synthetic_users() -> int:
+    return siit.Dataset.synthetic().n_users
 
 
 def test_an_interrupted_item_level_run_resumes_to_the_same_result(item_run, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from .config import OBJECT, TrainConfig, is_item_level
 from .data import Dataset, item_texts
 from .decoding import TrieTables, beam_search, top_items, use_exact
 from .embed import embed
+from .files import atomic_write
 from .identifiers import Identifiers
 from .mapper import TextMapper
 from .models import DTYPES, ItemRecModel, Model, RecModel, build_model, check_model_name, load_model
@@ -597,13 +598,12 @@ def add_items(
 
 def _save_item_text(rec: ItemRecModel, directory: Path) -> None:
     """The model's item text vectors, written atomically beside its weights."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from .models.item_level import TEXT
 
-    tmp = directory / f"{TEXT}.tmp"
-    save_file({"item_text": rec.model.item_text.contiguous()}, str(tmp))
-    tmp.replace(directory / TEXT)
+    data = save({"item_text": rec.model.item_text.contiguous()})
+    atomic_write(directory / TEXT, lambda f: f.write(data))
 
 
 def _item2id_beams(

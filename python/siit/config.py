@@ -180,6 +180,12 @@ class TrainConfig:
     refine_free_only: bool | None = _setting(
         None, "moves only to identifiers no other item holds; None: the preset's"
     )
+    refine_levels: int | None = _setting(
+        None,
+        "how many levels, from the last, a refinement may change (1: the last code only; 0: "
+        "none, the no-move control of a SIIT arm: same rounds and restarts, nobody moves; "
+        "needs keep_current); None: all",
+    )
     refine_occurrences: int = _setting(8, "training samples per item for seqrec evidence")
     diagnostics: bool = _setting(
         True, "with rounds: semantic consistency of each round's identifiers"
@@ -281,6 +287,17 @@ class TrainConfig:
             self.refine_margin is None or (self.refine_margin >= 0 and self.keep_current),
             "refine_margin must be None or >= 0, and needs keep_current=True (the margin is "
             f"over the current identifier's score), got {self.refine_margin!r}",
+        )
+        need(
+            self.refine_levels is None
+            or (
+                isinstance(self.refine_levels, int)
+                and not isinstance(self.refine_levels, bool)
+                and self.refine_levels >= 0
+                and self.keep_current
+            ),
+            "refine_levels must be None or an integer >= 0, and needs keep_current=True (an "
+            f"item that may not move keeps its identifier), got {self.refine_levels!r}",
         )
         need(
             self.item2id_input in ("text", "embedding"),

@@ -36,6 +36,48 @@ def split_by_moved(ranks: np.ndarray, targets: np.ndarray, moved: np.ndarray) ->
     return out
 
 
+# A target is cold-start when its item occurs at most this often as a training target.
+COLD_OCCURRENCES = 5
+
+
+def paired_moves(
+    before: np.ndarray,
+    after: np.ndarray,
+    targets: np.ndarray,
+    moved: np.ndarray,
+    cold: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """The same validation targets scored twice: first-hit ranks `before` a refinement (the
+    previous round's model on the old identifiers) and `after` it (the next round's model on
+    the new ones), per slice: all targets, those whose item `moved` (a per-item mask), those
+    whose item kept its identifier, the `cold` ones (a per-item mask) and the cold ones that
+    moved. Each slice: its size and Recall@10 / NDCG@10 before and after, so the cost or gain
+    of moving is read on the same items."""
+    hit, frozen = moved[targets], cold[targets]
+    slices = {
+        "all": np.ones(len(targets), dtype=bool),
+        "moved": hit,
+        "kept": ~hit,
+        "cold": frozen,
+        "cold_moved": frozen & hit,
+    }
+    out = {}
+    for name, part in slices.items():
+        row: dict[str, float] = {"n": int(part.sum())}
+        for when, ranks in (("before", before), ("after", after)):
+            metrics = ranking_metrics(ranks[part], recall_ks=(10,), ndcg_ks=(10,))
+            row.update({f"{k}_{when}": round(v, 5) for k, v in metrics.items()})
+        out[name] = row
+    return out
+
+
+def cold_slice(ranks: np.ndarray, targets: np.ndarray, cold: np.ndarray) -> dict[str, float]:
+    """Size, Recall@10 and NDCG@10 of the targets whose item is `cold` (a per-item mask)."""
+    part = cold[targets]
+    metrics = ranking_metrics(ranks[part], recall_ks=(10,), ndcg_ks=(10,))
+    return {"n": int(part.sum()), **{k: round(v, 5) for k, v in metrics.items()}}
+
+
 def semantic_consistency(
     codes: np.ndarray, embeddings: np.ndarray, depths: tuple[int, ...] = (1, 2)
 ) -> dict[str, float]:

@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .data.text import item_texts  # item text lives with the dataset; importable here too
+from .files import atomic_write
 from .progress import quiet_transformers
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class _Store:
         table = np.empty(len(keys), dtype=[("key", _KEY), ("vec", np.float32, vectors.shape[1])])
         table["key"] = keys
         table["vec"] = vectors
-        _atomic_write(path, lambda f: np.save(f, table, allow_pickle=False))
+        atomic_write(path, lambda f: np.save(f, table, allow_pickle=False))
         return path
 
     def _merge(self, shards: list[Path]) -> None:
@@ -378,22 +378,4 @@ class _Store:
         info = self.folder / "model.json"
         if not info.exists():
             text = json.dumps({"model": self.ref.name, "source": self.ref.source, "dim": dim})
-            _atomic_write(info, lambda f: f.write(text.encode()))
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Writes through a temporary file in the same folder, then renames it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            atomic_write(info, lambda f: f.write(text.encode()))

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from siit._core import assign_unique, disambiguate, group_duplicates
-from siit.files import read_json
+from siit.files import atomic_write, read_json
 
 log = logging.getLogger(__name__)
 
@@ -197,22 +197,20 @@ class Identifiers:
         directory)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         if path.suffix == ".json":
             mapping = {item: self.tokens(i) for i, item in enumerate(self.item_ids)}
-            tmp.write_text(json.dumps(mapping))
+            text = json.dumps(mapping)
+            atomic_write(path, lambda f: f.write(text.encode()))
         elif path.suffix == ".npz":
-            with tmp.open("wb") as f:
-                np.savez_compressed(
-                    f,
-                    codes=self.codes,
-                    codebook_sizes=np.array(self.codebook_sizes),
-                    item_ids=np.array(self.item_ids),
-                    prefixes=np.array(self.prefixes),
-                )
+            arrays = dict(
+                codes=self.codes,
+                codebook_sizes=np.array(self.codebook_sizes),
+                item_ids=np.array(self.item_ids),
+                prefixes=np.array(self.prefixes),
+            )
+            atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
         else:
             raise ValueError(f"{path}: unknown identifiers format (use .json or .npz)")
-        tmp.replace(path)
         return path
 
     # -- collisions ----------------------------------------------------------------------

@@ -242,11 +242,13 @@ def collaborative_beams(
     n_items: int,
     beams: int,
     max_elements: int = 1 << 24,
+    fixed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `beams` identifiers (n_items, beams, L) under which each item's training
     occurrences are most likely, by beam search over levels on the summed evidence, with
     that log-likelihood (n_items, beams); any codes, not only existing identifiers. Beams
-    that the codebooks cannot fill score -inf."""
+    that the codebooks cannot fill score -inf. `fixed` (n_items, F): codes every beam of an
+    item keeps at its first F levels."""
     levels = model.n_levels
     codes = np.zeros((n_items, beams, levels), dtype=np.int64)
     out = np.full((n_items, beams), -np.inf)
@@ -256,6 +258,10 @@ def collaborative_beams(
         for level in range(levels):
             size = model.codebook_sizes[level]
             logp = occurrence_log_probs(model, states[occ], local, prefixes, level, chunk)
+            if fixed is not None and level < fixed.shape[1]:
+                code = torch.as_tensor(fixed[lo:hi, level], device=logp.device)
+                other = torch.arange(size, device=logp.device) != code[:, None, None]
+                logp = logp.masked_fill(other, float("-inf"))
             total = (scores[..., None] + logp).view(hi - lo, -1)
             scores, idx = total.topk(min(beams, total.shape[1]), dim=1)
             token = idx % size + int(model.level_offsets[level])
@@ -275,12 +281,17 @@ def collaborative_proposals(
     beams: int = 20,
     keep_current: bool = True,
     batch_size: int = 64,
+    refine_levels: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items that occur in training (the others keep their identifiers), their candidates
-    (n, K, L) and scores (n, K): `collaborative_beams` and, with `keep_current`, the
-    current identifier scored the same way in the last column."""
+    (n, K, L) and scores (n, K): `collaborative_beams` (with `refine_levels`, only over the
+    last levels, the others kept) and, with `keep_current`, the current identifier scored
+    the same way in the last column."""
     states, owner = occurrence_states(model, tasks, windows, batch_size)
-    cand, scores = collaborative_beams(model, states, owner, identifiers.n_items, beams)
+    fixed = identifiers.codes[:, : fixed_levels(identifiers.n_levels, refine_levels)]
+    cand, scores = collaborative_beams(
+        model, states, owner, identifiers.n_items, beams, fixed=fixed if fixed.size else None
+    )
     if keep_current:
         current = identifiers.codes[:, None, :]
         cand = np.concatenate([cand, current], 1)
@@ -309,6 +320,21 @@ def free_only(
     trie = IdentifierTrie(identifiers.codes, identifiers.codebook_sizes)
     owner = trie.lookup(candidates.reshape(-1, levels)).reshape(n, k)
     return np.where((owner >= 0) & (owner != items[:, None]), -np.inf, scores)
+
+
+def fixed_levels(n_levels: int, refine_levels: int | None) -> int:
+    """How many leading levels stay as they are when `refine_levels` (None: all) may move."""
+    return 0 if refine_levels is None else max(0, n_levels - refine_levels)
+
+
+def keep_levels(
+    current: np.ndarray, candidates: np.ndarray, scores: np.ndarray, refine_levels: int
+) -> np.ndarray:
+    """Scores where a candidate that changes any of the first L - `refine_levels` codes of
+    its item's `current` identifier (n, L) is -inf: only the last levels may move."""
+    fixed = fixed_levels(current.shape[1], refine_levels)
+    same = (candidates[:, :, :fixed] == current[:, None, :fixed]).all(-1)
+    return np.where(same, scores, -np.inf)
 
 
 def gate_by_margin(scores: np.ndarray, margin: float) -> np.ndarray:
@@ -402,6 +428,8 @@ def refine_step(
     """The levers of `config` on the proposals (free-only, margin), then `assign`; the
     report says how often the proposals regenerated the current identifiers."""
     regen = regeneration(candidates[:, : config.refine_beams], identifiers.codes[items])
+    if config.refine_levels is not None:
+        scores = keep_levels(identifiers.codes[items], candidates, scores, config.refine_levels)
     if config.refine_free_only:
         scores = free_only(identifiers, items, candidates, scores)
     if config.refine_margin is not None:
@@ -431,6 +459,7 @@ def refine(
             config.refine_beams,
             bool(config.keep_current),
             config.eval_batch_size,
+            config.refine_levels,
         )
     else:
         items = tasks.alignment_items("item2id")

@@ -35,8 +35,15 @@ import torch.distributed as dist
 from .config import OBJECT, TrainConfig
 from .data import Dataset, Samples, Windows, item_texts, load
 from .decoding import TrieTables, top_items, use_exact
-from .diagnostics import semantic_consistency, split_by_moved
+from .diagnostics import (
+    COLD_OCCURRENCES,
+    cold_slice,
+    paired_moves,
+    semantic_consistency,
+    split_by_moved,
+)
 from .embed import embed
+from .files import atomic_write
 from .identifiers import Identifiers
 from .metrics import beam_validity, first_hit, most_popular_ranks, ranking_metrics
 from .models import Model, load_model
@@ -119,6 +126,11 @@ class RoundResult:
     consistency: dict[str, float] | None = None
     # codes used and entropy per level of the round's identifiers
     usage: dict[str, list] | None = None
+    # validation of the round's best model on the cold-start targets (diagnostics.cold_slice)
+    cold: dict[str, float] | None = None
+    # the same validation targets before the refinement that opened the round and after
+    # it (diagnostics.paired_moves); rounds > 0
+    paired: dict[str, dict[str, float]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -518,6 +530,7 @@ class Trainer:
             self.config.refine_beams,
             bool(self.config.keep_current),
             self.config.eval_batch_size,
+            self.config.refine_levels,
         )
         return self.procs.gather(found)[0]
 
@@ -592,6 +605,52 @@ class Trainer:
             before = Identifiers.load(self.dir / "index" / f"round-{r - 1}.index.json")
             self._moved = (r, (before.codes != self.identifiers.codes).any(1))
         return self._moved[1]
+
+    @cached_property
+    def cold_items(self) -> np.ndarray:
+        """Per item, whether it is a training target at most COLD_OCCURRENCES times."""
+        counts = np.bincount(self.prefix_samples.targets, minlength=self.identifiers.n_items)
+        return counts <= COLD_OCCURRENCES
+
+    def target_diagnostics(self) -> tuple[dict[str, float], dict | None]:
+        """The round's best model on the validation targets: the cold-start slice, and the
+        paired comparison with the previous round's best model on the same targets (its
+        ranks are kept in the run directory, so a resumed run has them too)."""
+        r = self.state["round"]
+        seen = self.dataset.seen_items(self.valid) if self.config.exclude_history else None
+        ranks, _, _ = rank_samples(
+            self.rec,
+            self.tasks,
+            self.identifiers,
+            self.valid,
+            self.config,
+            self.procs,
+            f"targets round {r}",
+            seen,
+        )
+        folder = self.dir / "diagnostics"
+        if self.procs.main:
+            folder.mkdir(exist_ok=True)
+            atomic_write(folder / f"valid-ranks-round-{r}.npy", lambda f: np.save(f, ranks))
+        targets = self.valid.targets
+        cold = cold_slice(ranks, targets, self.cold_items)
+        if r == 0:
+            return cold, None
+        before = np.load(folder / f"valid-ranks-round-{r - 1}.npy")
+        paired = paired_moves(before, ranks, targets, self.moved(), self.cold_items)
+        log.info(
+            "round %d, same validation targets before -> after the refinement: NDCG@10 of "
+            "moved items %.4f -> %.4f (%d targets), kept %.4f -> %.4f, cold %.4f -> %.4f",
+            r,
+            paired["moved"]["ndcg@10_before"],
+            paired["moved"]["ndcg@10_after"],
+            paired["moved"]["n"],
+            paired["kept"]["ndcg@10_before"],
+            paired["kept"]["ndcg@10_after"],
+            paired["cold"]["ndcg@10_before"],
+            paired["cold"]["ndcg@10_after"],
+        )
+        return cold, paired
 
     def usage(self) -> dict[str, list]:
         """Codes used and their entropy per level of the current identifiers."""
@@ -783,6 +842,7 @@ class Trainer:
                 self.save_checkpoint()
             # the round continues from its best weights
             self._load_model(ROUND_BEST)
+            cold, paired = self.target_diagnostics()
             curve = state["curve"]
             best = max(curve, key=lambda c: c["ndcg@10"])
             valid = {k: v for k, v in best.items() if "@" in k or k.endswith("_share")}
@@ -798,6 +858,8 @@ class Trainer:
                 curve=curve,
                 consistency=state.get("consistency"),
                 usage=self.usage(),
+                cold=cold,
+                paired=paired,
             )
             log.info(
                 "round %d: best validation at epoch %d/%d (%d trained): %s",
@@ -885,13 +947,12 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float))
-    tmp.replace(path)
+    text = json.dumps(payload, indent=1, default=float)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 @torch.no_grad()
-def evaluate_samples(
+def rank_samples(
     rec: Model,
     tasks: TaskBuilder,
     identifiers: Identifiers,
@@ -900,11 +961,10 @@ def evaluate_samples(
     procs: Processes | None = None,
     desc: str = "evaluate",
     seen: np.ndarray | None = None,
-    moved: np.ndarray | None = None,
-) -> dict[str, float]:
-    """Full-ranking metrics of samples (rows sharded over processes, ranks gathered);
-    `seen` (N, S) items per sample that may not be recommended (-1 padding); with `moved`
-    (a per-item mask), also the metrics of samples whose target moved and kept."""
+) -> tuple[np.ndarray, float, float]:
+    """First-hit rank of every sample's target in its top `config.beams` (-1: missed; rows
+    sharded over processes, ranks gathered in order), and the shares of invalid and of
+    repeated beams. `seen` (N, S): items per sample that may not be recommended."""
     procs = procs or Processes()
     rows = procs.shard(len(samples))
     exact = use_exact(config.eval_mode, rec, identifiers.n_items)
@@ -927,9 +987,31 @@ def evaluate_samples(
     )
     all_ranks = np.concatenate([g[0] for g in gathered])
     total = max(1, len(all_ranks) * config.beams)
+    return (
+        all_ranks,
+        sum(g[1] for g in gathered) / total,
+        sum(g[2] for g in gathered) / total,
+    )
+
+
+def evaluate_samples(
+    rec: Model,
+    tasks: TaskBuilder,
+    identifiers: Identifiers,
+    samples: Samples,
+    config: TrainConfig,
+    procs: Processes | None = None,
+    desc: str = "evaluate",
+    seen: np.ndarray | None = None,
+    moved: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Full-ranking metrics of samples (see `rank_samples`); with `moved` (a per-item mask),
+    also the metrics of samples whose target moved and kept."""
+    all_ranks, invalid, repeated = rank_samples(
+        rec, tasks, identifiers, samples, config, procs, desc, seen
+    )
     out = ranking_metrics(all_ranks)
-    out["invalid_share"] = sum(g[1] for g in gathered) / total
-    out["duplicate_share"] = sum(g[2] for g in gathered) / total
+    out["invalid_share"], out["duplicate_share"] = invalid, repeated
     if moved is not None:
         out.update(split_by_moved(all_ranks, samples.targets, moved))
     if (out["invalid_share"] or out["duplicate_share"]) and identifiers.n_items >= config.beams:
