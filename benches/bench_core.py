@@ -20,10 +20,7 @@ Writes <out>/core.json (results and machine description) and <out>/core.md (a ta
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import siit
 import torch
+from harness import machine_line, provenance
 from siit import IdentifierTrie, assign_unique, disambiguate, group_duplicates
 
 SEED = 20240611
@@ -187,37 +184,6 @@ def markdown_table(rows: list[Row]) -> str:
 
 def notes_lines(rows: list[Row]) -> list[str]:
     return [f"{row.workload} ({row.size}): {note}" for row in rows for note in row.notes]
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "siit": siit.__version__,
-        "platform": platform.platform(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "load_average_1min": os.getloadavg()[0],
-    }
-
-
-def machine_line(info: dict[str, Any]) -> str:
-    return (
-        f"{info['cpu']}, {info['cores']} cores | Python {info['python']}, "
-        f"numpy {info['numpy']}, torch {info['torch']} ({info['torch_threads']} threads), "
-        f"siit {info['siit']} | {info['date']} | load {info['load_average_1min']:.2f}"
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     items = args.items or (20_000 if args.quick else 1_000_000)
 
-    info = machine_info()
+    info = provenance()
     print(machine_line(info))
     if info["load_average_1min"] > 0.5:
         print("warning: the machine is busy (load average above 0.5); timings will be noisy")

@@ -15,14 +15,13 @@ ranked item lists equal the shared-prompt search's. Writes benches/results/decod
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import siit
 import torch
-from bench_core import machine_info, machine_line
+from harness import machine_line, markdown_table, provenance, write_results
 from siit.api import load_run
 from siit.decoding import (
     TrieLogitsProcessor,
@@ -35,7 +34,6 @@ from siit.models import build_model
 from siit.tasks import TaskBuilder
 from siit.trainer import load_dataset
 
-OUT = Path(__file__).parent / "results"
 SHARED = "siit beam_search, shared prompt"
 NOTES = [
     "Notes:",
@@ -176,33 +174,40 @@ def main() -> None:
                 results += compare(setting, rec, ids, prompt, args, threads)
 
     meta = dict(
-        machine=machine_line(machine_info()),
+        provenance=provenance(),
         beams=args.beams,
         batch=args.batch,
         users=args.users,
         baseline_users=args.baseline_users,
         repeat=args.repeat,
     )
-    OUT.mkdir(exist_ok=True)
-    (OUT / "decoding.json").write_text(json.dumps(dict(meta=meta, rows=results), indent=1))
+    header = ["setting", "threads", "method", "ms / user", "users / s", "x of shared"]
+    header += ["same top-k", "invalid", "dict setup (s)"]
+    table = [
+        [
+            r["setting"],
+            r["threads"],
+            r["method"],
+            f"{r['ms_per_user']:.2f}",
+            f"{r['users_per_s']:.0f}",
+            f"{r['x_slower_than_shared']:.1f}",
+            r["same_topk"],
+            r["invalid"],
+            r.get("setup_s", ""),
+        ]
+        for r in results
+    ]
     lines = [
         f"Decoding {args.batch} users x {args.beams} beams per call, MovieLens-100K test "
         f"histories as prompts; siit decodes {args.users} users, `generate` "
-        f"{args.baseline_users} (one pass; siit: best of {args.repeat}). {meta['machine']}",
+        f"{args.baseline_users} (one pass; siit: best of {args.repeat}). "
+        f"{machine_line(meta['provenance'])}",
         "",
-        "| setting | threads | method | ms / user | users / s | x of shared | same top-k "
-        "| invalid | dict setup (s) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        *markdown_table(header, table, right={1, 3, 4, 5, 6, 7, 8}),
+        "",
+        *NOTES,
     ]
-    for r in results:
-        lines.append(
-            f"| {r['setting']} | {r['threads']} | {r['method']} | {r['ms_per_user']:.2f} | "
-            f"{r['users_per_s']:.0f} | {r['x_slower_than_shared']:.1f} | {r['same_topk']} | "
-            f"{r['invalid']} | {r.get('setup_s', '')} |"
-        )
-    lines += ["", *NOTES]
-    (OUT / "decoding.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("decoding", dict(meta=meta, rows=results), lines)
 
 
 if __name__ == "__main__":

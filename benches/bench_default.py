@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import machine_line, provenance
 
 HERE = Path(__file__).parent
 RUNS = HERE / "runs" / "default"
@@ -90,9 +90,10 @@ def main() -> None:
         )
         print(f"seed {seed}: {minutes:.1f} min, test {metrics['test']['ndcg@10']:.4f}", flush=True)
     speed = throughput(RUNS / f"seed-{rows[0]['seed']}")
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    info = provenance()
+    machine = machine_line(info)
     OUT.mkdir(exist_ok=True)
-    payload = dict(machine=machine, rows=rows, throughput=speed)
+    payload = dict(provenance=info, rows=rows, throughput=speed)
     (OUT / "default.json").write_text(json.dumps(payload, indent=1))
     lines = [
         f"`siit.train()` defaults on MovieLens-100K, {machine}, one process at a time.",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import machine_line, provenance
 
 OUT = Path(__file__).parent / "results"
 CASES = [(1_682, 3, 32), (100_000, 3, 256), (1_000_000, 3, 256)]
@@ -107,10 +107,11 @@ def main() -> None:
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    info = provenance()
+    machine = machine_line(info)
     OUT.mkdir(exist_ok=True)
     (OUT / "item_ranking.json").write_text(
-        json.dumps(dict(machine=machine, threads=args.threads, rows=rows), indent=1)
+        json.dumps(dict(provenance=info, threads=args.threads, rows=rows), indent=1)
     )
     lines = [
         f"Item-level ranking, item-mini (random weights, spread codes), 50-item histories, "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,10 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from bench_siit import RUNS, finished, grid_args, run, tokenize
+from harness import OUT, RUNS, finished, grid_args, provenance, run, tokenize, write_results
 
-HERE = Path(__file__).parent
-OUT = HERE / "results"
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
 VARIANTS = {"item-mini+text": dict(model="item-mini", model_options={"text_input": True})}
@@ -170,14 +167,17 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
     return arms
 
 
-def result_of(arm: dict, report: bool) -> dict | None:
+def done(arm: dict) -> bool:
+    """Whether the arm's run finished (generative) or its result file exists (peers)."""
     if "settings" in arm:
-        if report and finished(arm) is None:
-            return None
-        return generative(arm)
-    if report and not Path(arm["output_dir"], "result.json").exists():
+        return finished(arm) is not None
+    return Path(arm["output_dir"], "result.json").exists()
+
+
+def result_of(arm: dict, report: bool) -> dict | None:
+    if report and not done(arm):
         return None
-    return peer(arm)
+    return generative(arm) if "settings" in arm else peer(arm)
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -232,23 +232,6 @@ def kept_rows(new: list[dict]) -> list[dict]:
     return [r for r in json.loads(path.read_text())["rows"] if key(r) not in ran]
 
 
-def provenance() -> dict:
-    """Commit, machine and software versions of a row run now."""
-    import torch
-    import transformers
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-    ).stdout.strip()
-    return dict(
-        commit=commit,
-        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        python=platform.python_version(),
-        torch=torch.__version__,
-        transformers=transformers.__version__,
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     grid_args(parser)
@@ -274,8 +257,16 @@ def main() -> None:
     arms = [a for a in arms_of(args) if key(a) not in recorded or Path(a["output_dir"]).exists()]
     # cheap arms first, then seed-major: an interrupted grid still covers every cell
     arms.sort(key=lambda a: (a["model"] == "t5-mini", a["seed"]))
+    # an arm that had finished before this call keeps the provenance recorded with it
+    done_before = {key(a) for a in arms if done(a)}
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda a: result_of(a, args.report), arms))
+    now = provenance()
+
+    def provenance_of(arm: dict) -> dict:
+        kept = recorded.get(key(arm), {}).get("provenance")
+        return kept if kept and key(arm) in done_before else now
+
     rows = [
         dict(
             dataset=a["dataset"],
@@ -284,7 +275,7 @@ def main() -> None:
             seed=a["seed"],
             **r,
             **({"settings": a["settings"]} if "settings" in a else {}),
-            provenance=provenance(),
+            provenance=provenance_of(a),
         )
         for a, r in zip(arms, results, strict=True)
         if r is not None
@@ -297,22 +288,11 @@ def main() -> None:
             if r["model"] in GENERATIVE
             else r["model"] != "most popular",
             r["tokenizer"],
+            r["seed"],
         )
     )
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread per run"
-    )
-    OUT.mkdir(exist_ok=True)
-    (OUT / "recommenders.json").write_text(
-        json.dumps(
-            dict(machine=machine, settings=json.loads(args.settings), rows=rows),
-            indent=1,
-            default=float,
-        )
-    )
-    lines = table(rows)
-    (OUT / "recommenders.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    payload = dict(threads_per_run=1, settings=json.loads(args.settings), rows=rows)
+    write_results("recommenders", payload, table(rows))
 
 
 if __name__ == "__main__":

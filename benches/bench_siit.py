@@ -27,81 +27,22 @@ Writes benches/results/siit.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import re
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).parent
-RUNS = HERE / "runs"
-OUT = HERE / "results"
-
-
-def tokenize(dataset: str, tokenizer: str, levels: int, size: int, dry: bool = False) -> Path:
-    name = Path(dataset).name
-    path = RUNS / "identifiers" / f"{name}-{tokenizer}-{levels}x{size}.npz"
-    if not path.exists() and not dry:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = "ml-100k" if dataset == "movielens" else dataset
-        cmd = [
-            sys.executable,
-            "-m",
-            "siit",
-            "tokenize",
-            "--data",
-            data,
-            "--method",
-            tokenizer,
-            "--levels",
-            str(levels),
-            "--codebook-size",
-            str(size),
-            "--out",
-            str(path),
-            "--device",
-            "cpu",
-        ]
-        subprocess.run(cmd, check=True)
-    return path
-
-
-def json_arg(value: str) -> dict:
-    """A JSON object given inline or as the path of a .json file."""
-    return json.loads(Path(value).read_text() if value.endswith(".json") else value)
-
-
-def finished(arm: dict) -> dict | None:
-    metrics = Path(arm["output_dir"]) / "metrics.json"
-    if metrics.exists() and json.loads(metrics.read_text()).get("test"):
-        return json.loads(metrics.read_text())
-    return None
-
-
-def run(arm: dict) -> dict:
-    done = finished(arm)
-    if done is not None:
-        return done
-    out = Path(arm["output_dir"])
-    config = out.with_suffix(".json")
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps(arm["settings"], indent=1))
-    resume = ["--resume", str(out)] if (out / "checkpoint" / "state.json").exists() else []
-    cmd = [sys.executable, "-m", "siit", "train"]
-    cmd += resume or ["--config", str(config)]
-    log = out.with_suffix(".log")
-    start = time.time()
-    with log.open("a") as handle:
-        subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT)
-    print(f"{out.name}: {time.time() - start:.0f} s", flush=True)
-    return json.loads((out / "metrics.json").read_text())
-
+from harness import (
+    RUNS,
+    finished,
+    grid_args,
+    json_arg,
+    machine_line,
+    provenance,
+    run,
+    tokenize,
+    write_results,
+)
 
 PAPER_TASKS = {"seqrec": 1, "item2id": 1, "id2item": 1}
 ARMS = {
@@ -236,14 +177,6 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def grid_args(parser: argparse.ArgumentParser) -> None:
-    """The grid's axes, shared by the benchmarks that train over datasets x tokenizers x seeds."""
-    parser.add_argument("--datasets", nargs="+", default=["movielens"])
-    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=2)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     grid_args(parser)
@@ -272,20 +205,18 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run, arms))
     rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
-    OUT.mkdir(exist_ok=True)
+    info = provenance()
     payload = dict(
-        machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        "1 thread per run",
+        provenance=info,
+        threads_per_run=1,
         settings=json_arg(args.settings),
         levers=json_arg(args.levers),
         total_epochs=args.total_epochs,
         rounds=args.rounds,
         rows=rows,
     )
-    (OUT / "siit.json").write_text(json.dumps(payload, indent=1, default=float))
-    lines = table(rows)
-    (OUT / "siit.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines = table(rows) + ["", f"Measured with: {machine_line(info)}; 1 thread per run."]
+    write_results("siit", payload, lines)
 
 
 if __name__ == "__main__":

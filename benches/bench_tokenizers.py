@@ -9,16 +9,13 @@ Writes benches/results/tokenizers.json and tokenizers.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
 import time
 from pathlib import Path
 
 import siit
-import torch
+from harness import machine_line, provenance
 from siit.embed import embed, item_texts
 from siit.tokenizers import FileTokenizer, Tokenizer
 from siit.tokenizers.cid import CIDTokenizer
@@ -96,20 +93,10 @@ def main() -> None:
                 row(name, "LETTER (published file)", FileTokenizer(index, (256,) * 4), data)
             )
         print(markdown(rows, ""), flush=True)
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    machine = (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {datetime.date.today()}"
-    )
+    info = provenance()
+    machine = machine_line(info)
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine, "epochs": epochs, "embed_seconds": embed_s, "results": rows}
+    report = {"provenance": info, "epochs": epochs, "embed_seconds": embed_s, "results": rows}
     (args.out / "tokenizers.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "tokenizers.md").write_text(markdown(rows, machine))
     print(markdown(rows, machine))

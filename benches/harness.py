@@ -1,0 +1,161 @@
+"""What the benchmarks share: where runs and results live, the provenance every result
+records (commit, machine, software versions, load), and the grid's plumbing (identifier
+files fitted once per dataset and tokenizer, arms run as `siit train` subprocesses that
+resume). Benchmarks import this module, never each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+RUNS = HERE / "runs"
+OUT = HERE / "results"
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a result is measured now: commit (with `+dirty` when the tree has
+    uncommitted changes), CPU, cores, software versions, torch threads, date, load."""
+    import numpy as np
+    import siit
+    import torch
+    import transformers
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE)
+        except OSError:  # no git on this machine
+            return ""
+        return done.stdout.strip()
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "commit": (git("rev-parse", "--short", "HEAD") or "unknown")
+        + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else ""),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "siit": siit.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """One line of `provenance()` for a results page."""
+    return (
+        f"{info['cpu']}, {info['cores']} cores | Python {info['python']}, "
+        f"numpy {info['numpy']}, torch {info['torch']} ({info['torch_threads']} threads), "
+        f"transformers {info['transformers']}, siit {info['siit']} | commit {info['commit']} | "
+        f"{info['date']} | load {info['load_average_1min']:.2f}"
+    )
+
+
+def markdown_table(
+    header: list[str], rows: list[list[Any]], right: set[int] = frozenset()
+) -> list[str]:
+    """A Markdown table; columns whose index is in `right` are right-aligned."""
+    align = ["---:" if i in right else "---" for i in range(len(header))]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(align) + "|",
+        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+    ]
+
+
+def write_results(name: str, payload: dict[str, Any], lines: list[str]) -> None:
+    """`OUT/name.json` (the payload) and `OUT/name.md` (the lines), then prints the lines."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=1, default=float))
+    (OUT / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+# -- grids -----------------------------------------------------------------------------------
+
+
+def tokenize(dataset: str, tokenizer: str, levels: int, size: int, dry: bool = False) -> Path:
+    name = Path(dataset).name
+    path = RUNS / "identifiers" / f"{name}-{tokenizer}-{levels}x{size}.npz"
+    if not path.exists() and not dry:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = "ml-100k" if dataset == "movielens" else dataset
+        cmd = [
+            sys.executable,
+            "-m",
+            "siit",
+            "tokenize",
+            "--data",
+            data,
+            "--method",
+            tokenizer,
+            "--levels",
+            str(levels),
+            "--codebook-size",
+            str(size),
+            "--out",
+            str(path),
+            "--device",
+            "cpu",
+        ]
+        subprocess.run(cmd, check=True)
+    return path
+
+
+def json_arg(value: str) -> dict:
+    """A JSON object given inline or as the path of a .json file."""
+    return json.loads(Path(value).read_text() if value.endswith(".json") else value)
+
+
+def finished(arm: dict) -> dict | None:
+    metrics = Path(arm["output_dir"]) / "metrics.json"
+    if metrics.exists() and json.loads(metrics.read_text()).get("test"):
+        return json.loads(metrics.read_text())
+    return None
+
+
+def run(arm: dict) -> dict:
+    done = finished(arm)
+    if done is not None:
+        return done
+    out = Path(arm["output_dir"])
+    config = out.with_suffix(".json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(arm["settings"], indent=1))
+    resume = ["--resume", str(out)] if (out / "checkpoint" / "state.json").exists() else []
+    cmd = [sys.executable, "-m", "siit", "train"]
+    cmd += resume or ["--config", str(config)]
+    log = out.with_suffix(".log")
+    start = time.time()
+    with log.open("a") as handle:
+        subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT)
+    print(f"{out.name}: {time.time() - start:.0f} s", flush=True)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def grid_args(parser: argparse.ArgumentParser) -> None:
+    """The grid's axes, shared by the benchmarks that train over datasets x tokenizers x seeds."""
+    parser.add_argument("--datasets", nargs="+", default=["movielens"])
+    parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2)
