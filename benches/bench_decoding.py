@@ -32,7 +32,7 @@ from siit.decoding import (
 )
 from siit.models import build_model
 from siit.tasks import TaskBuilder
-from siit.trainer import load_dataset
+from siit.training import load_dataset
 
 SHARED = "siit beam_search, shared prompt"
 NOTES = [

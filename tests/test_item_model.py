@@ -20,7 +20,7 @@ from siit.refine import (
     refine_step,
 )
 from siit.tasks import TaskBuilder
-from siit.trainer import Trainer
+from siit.training import Trainer
 from tiny import TINY_RUN, random_identifiers, tiny_dataset
 
 

@@ -20,7 +20,7 @@ from siit.config import TrainConfig, parse_override
 from siit.metrics import ranking_metrics
 from siit.models import build_model
 from siit.tasks import TaskBuilder
-from siit.trainer import Trainer
+from siit.training import Trainer
 from tiny import TINY_RUN, random_identifiers, tiny_dataset, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]

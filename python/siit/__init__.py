@@ -40,7 +40,7 @@ _LAZY = {
     "add_items": "siit.api",
     "Recommender": "siit.api",
     "TrainConfig": "siit.config",
-    "TrainResult": "siit.trainer",
+    "TrainResult": "siit.training",
     "RecModel": "siit.models",
     "build_model": "siit.models",
     "TrieTables": "siit.decoding",

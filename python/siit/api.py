@@ -25,16 +25,16 @@ from .models import DTYPES, ItemRecModel, Model, RecModel, build_model, check_mo
 from .report import write_report
 from .tasks import TaskBuilder
 from .tokenizers import Tokenizer
-from .trainer import (
+from .training import (
     BEST,
     CHECKPOINT,
     Processes,
     RoundResult,
     Trainer,
     TrainResult,
-    _device,
     check_dataset,
     check_fits,
+    device_for,
     evaluate_samples,
     load_dataset,
     make_tokenizer,
@@ -128,7 +128,7 @@ def train(
     procs = Processes.start(
         cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
-    device = _device(cfg, procs)
+    device = device_for(cfg, procs)
     if not isinstance(model, RecModel | ItemRecModel) and resume is None:
         check_model_name(cfg.model, cfg.gguf_file)
     if isinstance(model, RecModel | ItemRecModel) and resume is not None:

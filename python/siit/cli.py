@@ -70,7 +70,7 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 def _tokenizer(args: argparse.Namespace):
     """The tokenizer a `siit tokenize` command line asks for."""
-    from siit.trainer import make_tokenizer
+    from siit.training import make_tokenizer
 
     options = {"unique": args.unique}
     if args.method == "file":
