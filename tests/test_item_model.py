@@ -13,6 +13,7 @@ from siit.refine import (
     assign,
     collaborative_beams,
     collaborative_proposals,
+    contrast_states,
     free_only,
     gate_by_margin,
     occurrence_scores,
@@ -154,6 +155,35 @@ def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):
         grid[None],
     )[0]
     assert full[best_item, 0] == pytest.approx(everything.max(), abs=1e-4)
+
+
+def test_contrasted_evidence_subtracts_the_likelihood_anywhere(setup):
+    """Per item: the summed log-likelihood at its occurrences minus its occurrence count
+    times the candidate's mean log-likelihood at the sampled positions, with the beams
+    searched on that same objective."""
+    model, identifiers, tasks, _, dataset = setup
+    windows = dataset.train_windows(6)
+    states, owner = occurrence_states(model, tasks, windows)
+    anywhere = contrast_states(states, 7, seed=1)
+    assert anywhere.shape == (7, states.shape[1]) and contrast_states(states, 0) is None
+    rng = np.random.default_rng(0)
+    cand = rng.integers(0, 6, size=(identifiers.n_items, 4, 3))
+    plain = occurrence_scores(model, states, owner, cand, max_elements=50)
+    contrasted = occurrence_scores(model, states, owner, cand, 50, contrast=anywhere)
+    # the candidates' mean log-likelihood at the 7 positions, as if one item occurred there
+    at = occurrence_scores(
+        model,
+        anywhere.repeat(identifiers.n_items, 1),
+        np.repeat(np.arange(identifiers.n_items), 7),
+        cand,
+    )
+    counts = np.bincount(owner, minlength=identifiers.n_items)
+    np.testing.assert_allclose(contrasted, plain - counts[:, None] * at / 7, atol=1e-4)
+    beams, scores = collaborative_beams(
+        model, states, owner, identifiers.n_items, 5, 50, contrast=anywhere
+    )
+    again = occurrence_scores(model, states, owner, beams, contrast=anywhere)
+    np.testing.assert_allclose(again, scores, atol=1e-4)
 
 
 def test_a_collaborative_move_never_lowers_the_training_likelihood(setup):

@@ -180,6 +180,12 @@ class TrainConfig:
     refine_free_only: bool | None = _setting(
         None, "moves only to identifiers no other item holds; None: the preset's"
     )
+    refine_contrast: int = _setting(
+        0,
+        "item-level collaborative evidence: subtract, per occurrence, a candidate's mean "
+        "log-prob at this many random training positions, so identifiers predicted everywhere "
+        "(popular items') do not win every item; 0: off",
+    )
     refine_levels: int | None = _setting(
         None,
         "how many levels, from the last, a refinement may change (1: the last code only; 0: "
@@ -287,6 +293,14 @@ class TrainConfig:
             self.refine_margin is None or (self.refine_margin >= 0 and self.keep_current),
             "refine_margin must be None or >= 0, and needs keep_current=True (the margin is "
             f"over the current identifier's score), got {self.refine_margin!r}",
+        )
+        need(
+            isinstance(self.refine_contrast, int)
+            and not isinstance(self.refine_contrast, bool)
+            and self.refine_contrast >= 0
+            and (self.refine_contrast == 0 or is_item_level(self.model)),
+            "refine_contrast must be an integer >= 0, and > 0 only for item-level models "
+            f"(their collaborative evidence), got {self.refine_contrast!r}",
         )
         need(
             self.refine_levels is None

@@ -209,16 +209,50 @@ def _blocks(model: ItemRecModel, owner: np.ndarray, n_items: int, width: int, ma
         yield lo, hi, occ, torch.as_tensor(owner[occ] - lo, device=model.device), per_block
 
 
+def _evidence(
+    model: ItemRecModel,
+    states: torch.Tensor,
+    local: torch.Tensor,
+    prefixes: torch.Tensor,
+    level: int,
+    chunk: int,
+    contrast: torch.Tensor | None,
+) -> torch.Tensor:
+    """`occurrence_log_probs` of a block of items; with `contrast` (m, d), the hidden states
+    of m random training positions, minus each item's occurrence count times the mean
+    log-prob there: how much likelier the model finds a code at the item's occurrences than
+    anywhere, so that identifiers predicted everywhere (popular items') do not win every
+    item."""
+    logp = occurrence_log_probs(model, states, local, prefixes, level, chunk)
+    if contrast is None:
+        return logp
+    n, m = prefixes.shape[0], len(contrast)
+    owner = torch.arange(n, device=contrast.device).repeat_interleave(m)
+    anywhere = occurrence_log_probs(model, contrast.repeat(n, 1), owner, prefixes, level, chunk)
+    counts = torch.bincount(local, minlength=n).double()
+    return logp - counts[:, None, None] * anywhere / m
+
+
+def contrast_states(states: torch.Tensor, positions: int, seed: int = 0) -> torch.Tensor | None:
+    """`positions` hidden states drawn at random (seeded) among the training occurrences, the
+    positions where `_evidence` measures how likely an identifier is anywhere; None for 0."""
+    if positions <= 0 or len(states) == 0:
+        return None
+    pick = np.random.default_rng(seed).choice(len(states), min(positions, len(states)), False)
+    return states[torch.as_tensor(np.sort(pick), device=states.device)]
+
+
 def occurrence_scores(
     model: ItemRecModel,
     states: torch.Tensor,
     owner: np.ndarray,
     codes: np.ndarray,
     max_elements: int = 1 << 24,
+    contrast: torch.Tensor | None = None,
 ) -> np.ndarray:
     """The training log-likelihood (n_items, K) of each item's occurrences under each of its
     K candidate identifiers (n_items, K, L): level log-probs summed over levels and
-    occurrences (0 for an item that never occurs)."""
+    occurrences (0 for an item that never occurs); with `contrast`, see `_evidence`."""
     n, k = codes.shape[:2]
     tokens = torch.as_tensor(model.code_tokens(codes), device=model.device)
     total = np.zeros((n, k))
@@ -226,9 +260,7 @@ def occurrence_scores(
         block = tokens[lo:hi]
         score = torch.zeros(hi - lo, k, dtype=torch.float64, device=model.device)
         for level in range(model.n_levels):
-            logp = occurrence_log_probs(
-                model, states[occ], local, block[:, :, :level], level, chunk
-            )
+            logp = _evidence(model, states[occ], local, block[:, :, :level], level, chunk, contrast)
             code = block[:, :, level] - int(model.level_offsets[level])
             score += logp.gather(2, code[..., None])[..., 0]
         total[lo:hi] = score.cpu().numpy()
@@ -243,12 +275,13 @@ def collaborative_beams(
     beams: int,
     max_elements: int = 1 << 24,
     fixed: np.ndarray | None = None,
+    contrast: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `beams` identifiers (n_items, beams, L) under which each item's training
     occurrences are most likely, by beam search over levels on the summed evidence, with
     that log-likelihood (n_items, beams); any codes, not only existing identifiers. Beams
     that the codebooks cannot fill score -inf. `fixed` (n_items, F): codes every beam of an
-    item keeps at its first F levels."""
+    item keeps at its first F levels; with `contrast`, the evidence of `_evidence`."""
     levels = model.n_levels
     codes = np.zeros((n_items, beams, levels), dtype=np.int64)
     out = np.full((n_items, beams), -np.inf)
@@ -257,7 +290,7 @@ def collaborative_beams(
         scores = torch.zeros(hi - lo, 1, dtype=torch.float64, device=model.device)
         for level in range(levels):
             size = model.codebook_sizes[level]
-            logp = occurrence_log_probs(model, states[occ], local, prefixes, level, chunk)
+            logp = _evidence(model, states[occ], local, prefixes, level, chunk, contrast)
             if fixed is not None and level < fixed.shape[1]:
                 code = torch.as_tensor(fixed[lo:hi, level], device=logp.device)
                 other = torch.arange(size, device=logp.device) != code[:, None, None]
@@ -282,20 +315,31 @@ def collaborative_proposals(
     keep_current: bool = True,
     batch_size: int = 64,
     refine_levels: int | None = None,
+    contrast: int = 0,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items that occur in training (the others keep their identifiers), their candidates
     (n, K, L) and scores (n, K): `collaborative_beams` (with `refine_levels`, only over the
-    last levels, the others kept) and, with `keep_current`, the current identifier scored
-    the same way in the last column."""
+    last levels, the others kept; with `contrast` > 0, against the evidence at that many
+    random positions, see `_evidence`) and, with `keep_current`, the current identifier
+    scored the same way in the last column."""
     states, owner = occurrence_states(model, tasks, windows, batch_size)
+    anywhere = contrast_states(states, contrast, seed)
     fixed = identifiers.codes[:, : fixed_levels(identifiers.n_levels, refine_levels)]
     cand, scores = collaborative_beams(
-        model, states, owner, identifiers.n_items, beams, fixed=fixed if fixed.size else None
+        model,
+        states,
+        owner,
+        identifiers.n_items,
+        beams,
+        fixed=fixed if fixed.size else None,
+        contrast=anywhere,
     )
     if keep_current:
         current = identifiers.codes[:, None, :]
         cand = np.concatenate([cand, current], 1)
-        scores = np.concatenate([scores, occurrence_scores(model, states, owner, current)], 1)
+        kept = occurrence_scores(model, states, owner, current, contrast=anywhere)
+        scores = np.concatenate([scores, kept], 1)
     items = np.unique(owner)
     return items, cand[items], scores[items]
 
@@ -460,6 +504,8 @@ def refine(
             bool(config.keep_current),
             config.eval_batch_size,
             config.refine_levels,
+            config.refine_contrast,
+            config.seed + round_,
         )
     else:
         items = tasks.alignment_items("item2id")

@@ -49,6 +49,7 @@ SECTIONS = {
         "refine_margin",
         "refine_evidence",
         "refine_free_only",
+        "refine_contrast",
         "refine_levels",
         "refine_occurrences",
         "diagnostics",

@@ -313,6 +313,8 @@ class Trainer:
             bool(self.config.keep_current),
             self.config.eval_batch_size,
             self.config.refine_levels,
+            self.config.refine_contrast,
+            self.config.seed + self.state["round"],
         )
         return self.procs.gather(found)[0]
 
