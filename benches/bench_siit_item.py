@@ -1,0 +1,234 @@
+"""SIIT on the item-level model (item-mini): every SIIT arm beside its no-move control, so
+that its gain is the arm minus a run with the same rounds, restarts and schedule in which
+nobody moves (`refine_levels=0`), and beside the baseline (`rounds=0`, the same epoch
+budget). Each refined round's paired diagnostics (the same validation targets scored before
+and after the move: moved, kept, cold-start) come from the runs' metrics.json.
+
+    python benches/bench_siit_item.py --datasets movielens ../shared/data/office \
+        --tokenizers cid --seeds 0 1 --levers benches/siit_item_levers.json
+
+`--levers` is `{"NAME": {TrainConfig fields}}` on top of `refine="conservative"` with one
+refinement (`--rounds`); rounds share `--total-epochs` as the arm says (e.g.
+`max_epochs_first_round`). Runs go to benches/runs/ as resumable `siit train` subprocesses,
+`--jobs` at a time with one thread each. Writes benches/results/siit_item.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from harness import (
+    RUNS,
+    finished,
+    grid_args,
+    json_arg,
+    machine_line,
+    markdown_table,
+    provenance,
+    run,
+    tokenize,
+    write_results,
+)
+
+SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
+
+
+SCHEDULE = ("rounds", "max_epochs_first_round", "max_epochs_per_round")
+
+
+def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
+    """(label, settings, label of its control) of the baseline, of every lever arm and of
+    one no-move control per schedule: with nobody moving, the levers change nothing else."""
+    out: list[tuple[str, dict, str | None]] = [
+        ("baseline", dict(rounds=0, max_epochs_per_round=args.total_epochs), None)
+    ]
+    controls: dict[str, dict] = {}
+    for name, levers in json_arg(args.levers).items():
+        arm = dict(refine="conservative", rounds=args.rounds, **levers)
+        first = arm.get("max_epochs_first_round")
+        if first is None:
+            arm["max_epochs_per_round"] = args.total_epochs // (args.rounds + 1)
+        else:
+            arm["max_epochs_per_round"] = (args.total_epochs - first) // args.rounds
+        epochs = [first or arm["max_epochs_per_round"]]
+        epochs += [arm["max_epochs_per_round"]] * arm["rounds"]
+        control = f"no-move control, {'+'.join(map(str, epochs))} epochs"
+        schedule = {k: arm[k] for k in SCHEDULE if k in arm}
+        controls[control] = dict(refine="conservative", refine_levels=0, **schedule)
+        out.append((name, arm, control))
+    out += [(label, settings, None) for label, settings in controls.items()]
+    return out
+
+
+def arms_of(args: argparse.Namespace) -> list[dict]:
+    common = dict(model=args.model, threads=1, progress=False, device="cpu")
+    common.update(json_arg(args.settings))
+    arms = []
+    for dataset in args.datasets:
+        for tokenizer in args.tokenizers:
+            index = tokenize(dataset, tokenizer, *SIZES[tokenizer], dry=args.report)
+            for seed in args.seeds:
+                for label, arm, control in variants(args):
+                    slug = re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
+                    out = RUNS / f"{Path(dataset).name}-{tokenizer}-{args.model}-{slug}-s{seed}"
+                    settings = dict(
+                        common,
+                        **arm,
+                        dataset=dataset,
+                        tokenizer=str(index),
+                        seed=seed,
+                        output_dir=str(out),
+                    )
+                    arms.append(
+                        dict(
+                            dataset=Path(dataset).name,
+                            tokenizer=tokenizer,
+                            arm=label,
+                            control=control,
+                            seed=seed,
+                            output_dir=str(out),
+                            settings=settings,
+                        )
+                    )
+    arms.sort(key=lambda arm: arm["seed"])  # an interrupted grid still covers every cell
+    return arms
+
+
+def row_of(arm: dict, metrics: dict) -> dict:
+    rounds = metrics["rounds"]
+    return dict(
+        dataset=arm["dataset"],
+        tokenizer=arm["tokenizer"],
+        arm=arm["arm"],
+        control=arm["control"],
+        seed=arm["seed"],
+        test=metrics["test"],
+        valid=rounds[metrics["best_round"]]["valid"],
+        best_round=metrics["best_round"],
+        epochs=sum(r["epochs"] for r in rounds),
+        minutes=round(sum(r["seconds"] for r in rounds) / 60, 1),
+        moved=[r["refine"]["changed"] for r in rounds if r.get("refine")],
+        paired=[r["paired"] for r in rounds if r.get("paired")],
+        cold=[r.get("cold") for r in rounds],
+    )
+
+
+def _mean_sd(values: list[float]) -> str:
+    spread = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.4f}{spread}"
+
+
+def _gain(group: list[dict], reference: list[dict]) -> str:
+    """Test NDCG@10 of `group` against `reference` over the seeds both have."""
+    ref = {g["seed"]: g["test"]["ndcg@10"] for g in reference}
+    pairs = [(g["test"]["ndcg@10"], ref[g["seed"]]) for g in group if g["seed"] in ref]
+    if not pairs or len(pairs) < len(group):
+        return "-"
+    mine, theirs = np.mean(pairs, axis=0)
+    return f"{100 * (mine / theirs - 1):+.1f}%"
+
+
+def _paired(group: list[dict], part: str) -> str:
+    """Seed means of the first refinement's paired NDCG@10 before -> after, and targets."""
+    cells = [g["paired"][0][part] for g in group if g["paired"]]
+    if not cells:
+        return "-"
+    n = np.mean([c["n"] for c in cells])
+    before = np.mean([c["ndcg@10_before"] for c in cells])
+    after = np.mean([c["ndcg@10_after"] for c in cells])
+    return f"{before:.4f} -> {after:.4f} ({n:.0f})"
+
+
+def table(rows: list[dict]) -> list[str]:
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["tokenizer"], row["arm"]), []).append(row)
+    header = [
+        "dataset",
+        "identifiers",
+        "arm",
+        "seeds",
+        "test NDCG@10",
+        "vs its control",
+        "vs baseline",
+        "valid NDCG@10 (selection)",
+        "best round per seed",
+        "items moved",
+        "moved targets: NDCG@10 before -> after (n)",
+        "kept targets",
+        "cold-start targets",
+        "minutes",
+    ]
+    lines = []
+    for (dataset, tokenizer, arm), group in groups.items():
+        control = groups.get((dataset, tokenizer, group[0]["control"]), [])
+        base = groups.get((dataset, tokenizer, "baseline"), [])
+        lines.append(
+            [
+                dataset,
+                tokenizer,
+                arm,
+                len(group),
+                _mean_sd([g["test"]["ndcg@10"] for g in group]),
+                _gain(group, control) if control else "-",
+                _gain(group, base) if arm != "baseline" else "-",
+                _mean_sd([g["valid"]["ndcg@10"] for g in group]),
+                ",".join(str(g["best_round"]) for g in group),
+                "; ".join(",".join(map(str, g["moved"])) for g in group if g["moved"]) or "-",
+                _paired(group, "moved"),
+                _paired(group, "kept"),
+                _paired(group, "cold"),
+                f"{np.mean([g['minutes'] for g in group]):.1f}",
+            ]
+        )
+    return markdown_table(header, lines, right={3, 4, 5, 6, 7, 13})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    grid_args(parser)
+    parser.add_argument("--model", default="item-mini")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--total-epochs", type=int, default=100)
+    parser.add_argument("--settings", default="{}", help="JSON TrainConfig fields of every arm")
+    parser.add_argument("--levers", default="{}", help='JSON {"NAME": {TrainConfig fields}}')
+    parser.add_argument("--report", action="store_true", help="only summarize finished runs")
+    args = parser.parse_args()
+    arms = arms_of(args)
+    if args.report:
+        results = [finished(arm) for arm in arms]
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(run, arms))
+    rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
+    info = provenance()
+    payload = dict(
+        provenance=info,
+        threads_per_run=1,
+        model=args.model,
+        rounds=args.rounds,
+        total_epochs=args.total_epochs,
+        settings=json_arg(args.settings),
+        levers=json_arg(args.levers),
+        rows=rows,
+    )
+    lines = [
+        f"SIIT on {args.model}: each arm beside its no-move control (same rounds and schedule, "
+        "`refine_levels=0`) and the baseline (`rounds=0`), "
+        f"{args.total_epochs} epochs in all, test read once per run; paired columns: the "
+        "first refinement's validation targets scored by the round before and the round "
+        "after it (seed means).",
+        "",
+        *table(rows),
+        "",
+        f"Measured with: {machine_line(info)}; 1 thread per run, two runs sharing the cores.",
+    ]
+    write_results("siit_item", payload, lines)
+
+
+if __name__ == "__main__":
+    main()
