@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from harness import (
     RUNS,
-    finished,
     grid_args,
     json_arg,
     machine_line,
     markdown_table,
     provenance,
-    run,
+    run_arms,
     tokenize,
     write_results,
 )
@@ -199,11 +197,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only summarize finished runs")
     args = parser.parse_args()
     arms = arms_of(args)
-    if args.report:
-        results = [finished(arm) for arm in arms]
-    else:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(run, arms))
+    results = run_arms(arms, args.jobs, args.report)
     rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
     info = provenance()
     payload = dict(

@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,12 @@ def grid_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizers", nargs="+", default=["rqvae", "cid"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2)
+
+
+def run_arms(arms: list[dict], jobs: int, report: bool) -> list[dict | None]:
+    """Every arm's metrics: run (resuming) `jobs` at a time, or with `report` only those
+    that finished (None for the others)."""
+    if report:
+        return [finished(arm) for arm in arms]
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(run, arms))
