@@ -275,7 +275,13 @@ mod tests {
         // keys leave small ones), duplicates kept in row order.
         let n = MSD_MIN_ROWS as u64 + 12_345;
         let keys: Vec<u64> = (0..n)
-            .map(|i| if i % 3 == 0 { 777 } else { (i * 2_654_435_761) % (1 << 22) })
+            .map(|i| {
+                if i % 3 == 0 {
+                    777
+                } else {
+                    (i * 2_654_435_761) % (1 << 22)
+                }
+            })
             .collect();
         check(&keys, 22).unwrap();
         // Keys far below 2^key_bits: the top digits are shared by every row and skipped.
