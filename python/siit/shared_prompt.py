@@ -120,17 +120,16 @@ def _register() -> None:
 
 
 @contextmanager
-def _attention_implementation(net: torch.nn.Module, name: str) -> Iterator[None]:
-    """Every config of `net` (T5 stacks hold copies) set to attention `name` for the block."""
-    configs = {id(m.config): m.config for m in net.modules() if hasattr(m, "config")}
-    before = {key: c._attn_implementation for key, c in configs.items()}
+def _attention_implementation(configs: list[Any], name: str) -> Iterator[None]:
+    """The `configs` of a model set to attention `name` for the block."""
+    before = [c._attn_implementation for c in configs]
     try:
-        for c in configs.values():
+        for c in configs:
             c._attn_implementation = name
         yield
     finally:
-        for key, c in configs.items():
-            c._attn_implementation = before[key]
+        for c, old in zip(configs, before, strict=True):
+            c._attn_implementation = old
 
 
 def supports(model: RecModel) -> bool:
@@ -148,6 +147,10 @@ class SharedPromptSteps:
 
         _register()
         self.model, self.net = model, model.model
+        # every config of the network (T5 stacks hold copies), found once, not every step
+        self.configs = list(
+            {id(m.config): m.config for m in self.net.modules() if hasattr(m, "config")}.values()
+        )
         out, state = _first_step(model, prompt)
         self.logits = out.logits[:, -1]
         cache = _cache_of(out)
@@ -191,7 +194,7 @@ class SharedPromptSteps:
             self.beams.reorder_cache(beam_idx)
         self.rows = rows
         tokens = (codes + int(model.level_offsets[level])).view(-1, 1)
-        with _attention_implementation(self.net, ATTENTION):
+        with _attention_implementation(self.configs, ATTENTION):
             if model.kind == "seq2seq":
                 out = self.net(
                     encoder_outputs=(self.encoder.expand(rows, -1, -1),),
