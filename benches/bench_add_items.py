@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import siit
 import torch
+from harness import settings_arg
 from siit.mapper import TextMapper
 
 HERE = Path(__file__).parent
 OUT = HERE / "results"
 ROWS = ("item2id", "mapper")
-BEAMS = 20  # the refinement beams (TrainConfig.refine_beams), which add_items uses
+BEAMS = 20  # the refinement beams (TrainConfig.refine.beams), which add_items uses
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--settings", default='{"patience": 5, "valid_users": 2000}')
+    parser.add_argument("--settings", default='{"schedule.patience": 5, "eval.valid_users": 2000}')
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of rows")
     args = parser.parse_args()
     rows = args.rows.split(",")
@@ -93,13 +94,15 @@ def main() -> None:
         threads=args.threads,
         progress=False,
         device="cpu",
-        **json.loads(args.settings),
+        **settings_arg(args.settings),
     )
 
     def train(tasks: dict[str, float], name: str) -> tuple[siit.TrainResult, Path, float]:
         run = HERE / "runs" / f"{name}-{full.name}-s{args.seed}"
         start = time.perf_counter()
-        result = siit.train(train_data, identifiers, output_dir=run, tasks=tasks, **settings)
+        result = siit.train(
+            train_data, identifiers, output_dir=run, **settings, **{"schedule.tasks": tasks}
+        )
         return result, run, (time.perf_counter() - start) / 60
 
     def row(result, tasks, train_minutes, codes, rank, seconds, **extra) -> dict:

@@ -39,8 +39,10 @@ def throughput(run: Path) -> list[dict]:
     from siit.tasks import TaskBuilder
 
     cfg, rec, identifiers = load_run(run)
-    data = siit.Dataset.movielens(max_history=cfg.max_history)
-    tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    data = siit.Dataset.movielens(max_history=cfg.data.max_history)
+    tasks = TaskBuilder(
+        rec, data, identifiers, cfg.network.max_text_tokens, cfg.network.max_title_tokens
+    )
     out = []
     for threads in (1, 2):
         torch.set_num_threads(threads)

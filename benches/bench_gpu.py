@@ -30,11 +30,20 @@ PEERS = {
 }
 # Per preset: what a GPU batch affords and how often to validate (on a fixed user subset).
 ARMS = {
-    "gpt-small": dict(batch_size=256, lr=1e-3, max_epochs_per_round=60, eval_every=2),
-    "t5-small": dict(batch_size=512, lr=2e-3, max_epochs_per_round=30, eval_every=2),
+    "gpt-small": {
+        "schedule": dict(batch_size=256, lr=1e-3, max_epochs_per_round=60),
+        "eval.every": 2,
+    },
+    "t5-small": {
+        "schedule": dict(batch_size=512, lr=2e-3, max_epochs_per_round=30),
+        "eval.every": 2,
+    },
     # CPU smoke test sizes
-    "gpt-tiny": dict(batch_size=256, lr=2e-3, max_epochs_per_round=2, eval_every=1),
-    "t5-tiny": dict(batch_size=256, lr=2e-3, max_epochs_per_round=2, eval_every=1),
+    "gpt-tiny": {
+        "schedule": dict(batch_size=256, lr=2e-3, max_epochs_per_round=2),
+        "eval.every": 1,
+    },
+    "t5-tiny": {"schedule": dict(batch_size=256, lr=2e-3, max_epochs_per_round=2), "eval.every": 1},
 }
 
 
@@ -61,22 +70,21 @@ def main() -> None:
         (out / "gpu.json").write_text(json.dumps(results, indent=1, default=float))
 
     for model, minutes in zip(args.models, args.minutes, strict=True):
-        settings = dict(
-            ARMS[model],
-            tokenizer=str(index),
-            levels=4,
-            codebook_size=256,
-            model=model,
-            rounds=0,
-            seed=args.seed,
-            patience=5,
-            max_minutes_per_round=minutes,
-            valid_users=args.valid_users,
-            eval_batch_size=args.eval_batch_size,
-            device=device,
-            progress=False,
-            output_dir=str(out / "runs" / model),
-        )
+        settings = {
+            **ARMS[model],
+            "tokenizer": str(index),
+            "identifiers": {"levels": 4, "codebook_size": 256},
+            "model": model,
+            "rounds": 0,
+            "seed": args.seed,
+            "schedule.patience": 5,
+            "schedule.max_minutes_per_round": minutes,
+            "eval.valid_users": args.valid_users,
+            "eval.batch_size": args.eval_batch_size,
+            "device": device,
+            "progress": False,
+            "output_dir": str(out / "runs" / model),
+        }
         settings.update(json.loads(args.overrides).get(model, {}))
         start = time.perf_counter()
         result = siit.train(data, **settings)
@@ -95,7 +103,7 @@ def main() -> None:
     for model in args.models:
         run = out / "runs" / model
         excluded = siit.evaluate(
-            run, data, device=device, exclude_history=True, eval_batch_size=args.eval_batch_size
+            run, data, device=device, exclude_history=True, batch_size=args.eval_batch_size
         )
         results["arms"][model]["test_exclude_history"] = excluded
         save()

@@ -29,11 +29,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from harness import OUT, RUNS, finished, grid_args, provenance, run, tokenize, write_results
+from harness import (
+    OUT,
+    RUNS,
+    finished,
+    grid_args,
+    provenance,
+    run,
+    settings_arg,
+    tokenize,
+    write_results,
+)
 
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
-VARIANTS = {"item-mini+text": dict(model="item-mini", model_options={"text_input": True})}
+VARIANTS = {"item-mini+text": {"model": "item-mini", "network.options": {"text_input": True}}}
 GENERATIVE = {
     "item-mini": "item-level",
     "item-mini+text": "item-level, text input",
@@ -140,20 +150,21 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                 index = tokenize(dataset, tokenizer, levels, size, dry=args.report)
                 for seed in seeds:
                     out = RUNS / f"{name}-{model}-{tokenizer}-s{seed}"
-                    settings = dict(
-                        json.loads(args.settings),
-                        dataset=dataset,
-                        tokenizer=str(index),
+                    settings = {
+                        **settings_arg(args.settings),
+                        "dataset": dataset,
+                        "tokenizer": str(index),
                         **VARIANTS.get(model, {"model": model}),
-                        rounds=0,
-                        seed=seed,
-                        threads=1,
-                        progress=False,
-                        device="cpu",
-                        output_dir=str(out),
-                    )
+                        "rounds": 0,
+                        "seed": seed,
+                        "threads": 1,
+                        "progress": False,
+                        "device": "cpu",
+                        "output_dir": str(out),
+                    }
                     if model == "t5-mini":
-                        settings.update(max_epochs_per_round=args.seq2seq_epochs, eval_every=2)
+                        settings["schedule.max_epochs_per_round"] = args.seq2seq_epochs
+                        settings["eval.every"] = 2
                     arms.append(
                         dict(
                             base,
@@ -291,7 +302,7 @@ def main() -> None:
             r["seed"],
         )
     )
-    payload = dict(threads_per_run=1, settings=json.loads(args.settings), rows=rows)
+    payload = dict(threads_per_run=1, settings=settings_arg(args.settings), rows=rows)
     write_results("recommenders", payload, table(rows))
 
 

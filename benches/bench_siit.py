@@ -33,29 +33,34 @@ from pathlib import Path
 import numpy as np
 from harness import (
     RUNS,
+    arms_arg,
     grid_args,
-    json_arg,
     machine_line,
     provenance,
     run_arms,
+    settings_arg,
     tokenize,
     write_results,
 )
 
 PAPER_TASKS = {"seqrec": 1, "item2id": 1, "id2item": 1}
 ARMS = {
-    "baseline": dict(rounds=0, tasks={"seqrec": 1}),
-    "alignment only": dict(rounds=0, tasks=PAPER_TASKS),
-    "siit (paper)": dict(refine="paper", tasks=PAPER_TASKS, keep_current=False),
+    "baseline": {"rounds": 0, "schedule.tasks": {"seqrec": 1}},
+    "alignment only": {"rounds": 0, "schedule.tasks": PAPER_TASKS},
+    "siit (paper)": {
+        "refine": "paper",
+        "schedule.tasks": PAPER_TASKS,
+        "refine.keep_current": False,
+    },
 }
 SIZES = {"rqvae": (3, 256), "letter": (3, 256), "cid": (3, 32)}
 
 
 def arms_of(args: argparse.Namespace) -> list[dict]:
     common = dict(model="gpt-mini", threads=1, progress=False, device="cpu", rounds=args.rounds)
-    common.update(json_arg(args.settings))
+    common.update(settings_arg(args.settings))
     variants = [(label, ARMS[label]) for label in args.arms]
-    for name, levers in json_arg(args.levers).items():
+    for name, levers in arms_arg(args.levers).items():
         variants.append((f"siit ({name})", {**ARMS["siit (paper)"], **levers}))
     arms = []
     for dataset in args.datasets:
@@ -66,18 +71,20 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                 for label, arm in variants:
                     settings = dict(common, **arm)
                     rounds = settings["rounds"]
-                    first = settings.get("max_epochs_first_round")
+                    first = settings.get("schedule.max_epochs_first_round")
                     per_round = args.total_epochs // (rounds + 1)
                     if first is not None and rounds:
                         per_round = (args.total_epochs - first) // rounds
                     slug = re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
                     name = f"{Path(dataset).name}-{tokenizer}-{slug}-s{seed}"
                     settings.update(
-                        dataset=dataset,
-                        tokenizer=str(index),
-                        seed=seed,
-                        max_epochs_per_round=per_round,
-                        output_dir=str(RUNS / name),
+                        {
+                            "dataset": dataset,
+                            "tokenizer": str(index),
+                            "seed": seed,
+                            "schedule.max_epochs_per_round": per_round,
+                            "output_dir": str(RUNS / name),
+                        }
                     )
                     arms.append(
                         dict(
@@ -190,7 +197,7 @@ def main() -> None:
         "--levers",
         default="{}",
         help='JSON {"NAME": {TrainConfig fields}}: one SIIT arm each (inline or a .json file, '
-        "e.g. benches/siit_levers.json)",
+        "e.g. benches/configs/siit_arms.toml)",
     )
     parser.add_argument(
         "--report", action="store_true", help="only summarize the runs that finished"
@@ -203,8 +210,8 @@ def main() -> None:
     payload = dict(
         provenance=info,
         threads_per_run=1,
-        settings=json_arg(args.settings),
-        levers=json_arg(args.levers),
+        settings=settings_arg(args.settings),
+        levers=arms_arg(args.levers),
         total_epochs=args.total_epochs,
         rounds=args.rounds,
         rows=rows,

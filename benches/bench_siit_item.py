@@ -5,12 +5,13 @@ budget). Each refined round's paired diagnostics (the same validation targets sc
 and after the move: moved, kept, cold-start) come from the runs' metrics.json.
 
     python benches/bench_siit_item.py --datasets movielens ../shared/data/office \
-        --tokenizers cid --seeds 0 1 --levers benches/siit_item_levers.json
+        --tokenizers cid --seeds 0 1 --levers benches/configs/siit_item_pilot.toml
 
-`--levers` is `{"NAME": {TrainConfig fields}}` on top of `refine="conservative"` with one
-refinement (`--rounds`); rounds share `--total-epochs` as the arm says (e.g.
-`max_epochs_first_round`). Runs go to benches/runs/ as resumable `siit train` subprocesses,
-`--jobs` at a time with one thread each. Writes benches/results/siit_item.{json,md}.
+`--levers` is a TOML file with a table of TrainConfig settings per arm (or the same as
+JSON), on top of `refine="conservative"` with one refinement (`--rounds`); rounds share
+`--total-epochs` as the arm says (e.g. `schedule.max_epochs_first_round`). Runs go to
+benches/runs/ as resumable `siit train` subprocesses, `--jobs` at a time with one thread
+each. Writes benches/results/NAME.{json,md} (`--name`, default siit_item).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from pathlib import Path
 import numpy as np
 from harness import (
     RUNS,
+    arms_arg,
     grid_args,
-    json_arg,
     machine_line,
     markdown_table,
     provenance,
     run_arms,
+    settings_arg,
     tokenize,
     write_results,
 )
@@ -35,28 +37,27 @@ from harness import (
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 
 
-SCHEDULE = ("rounds", "max_epochs_first_round", "max_epochs_per_round")
+FIRST, PER_ROUND = "schedule.max_epochs_first_round", "schedule.max_epochs_per_round"
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
     """(label, settings, label of its control) of the baseline, of every lever arm and of
     one no-move control per schedule: with nobody moving, the levers change nothing else."""
     out: list[tuple[str, dict, str | None]] = [
-        ("baseline", dict(rounds=0, max_epochs_per_round=args.total_epochs), None)
+        ("baseline", {"rounds": 0, PER_ROUND: args.total_epochs}, None)
     ]
     controls: dict[str, dict] = {}
-    for name, levers in json_arg(args.levers).items():
-        arm = dict(refine="conservative", rounds=args.rounds, **levers)
-        first = arm.get("max_epochs_first_round")
+    for name, levers in arms_arg(args.levers).items():
+        arm = {"refine": "conservative", "rounds": args.rounds, **levers}
+        first = arm.get(FIRST)
         if first is None:
-            arm["max_epochs_per_round"] = args.total_epochs // (args.rounds + 1)
+            arm[PER_ROUND] = args.total_epochs // (args.rounds + 1)
         else:
-            arm["max_epochs_per_round"] = (args.total_epochs - first) // args.rounds
-        epochs = [first or arm["max_epochs_per_round"]]
-        epochs += [arm["max_epochs_per_round"]] * arm["rounds"]
+            arm[PER_ROUND] = (args.total_epochs - first) // args.rounds
+        epochs = [first or arm[PER_ROUND]] + [arm[PER_ROUND]] * arm["rounds"]
         control = f"no-move control, {'+'.join(map(str, epochs))} epochs"
-        schedule = {k: arm[k] for k in SCHEDULE if k in arm}
-        controls[control] = dict(refine="conservative", refine_levels=0, **schedule)
+        schedule = {k: arm[k] for k in ("rounds", FIRST, PER_ROUND) if k in arm}
+        controls[control] = {"refine": "conservative", "refine.levels": 0, **schedule}
         out.append((name, arm, control))
     out += [(label, settings, None) for label, settings in controls.items()]
     return out
@@ -64,7 +65,7 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
 
 def arms_of(args: argparse.Namespace) -> list[dict]:
     common = dict(model=args.model, threads=1, progress=False, device="cpu")
-    common.update(json_arg(args.settings))
+    common.update(settings_arg(args.settings))
     arms = []
     for dataset in args.datasets:
         for tokenizer in args.tokenizers:
@@ -73,14 +74,14 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                 for label, arm, control in variants(args):
                     slug = re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
                     out = RUNS / f"{Path(dataset).name}-{tokenizer}-{args.model}-{slug}-s{seed}"
-                    settings = dict(
-                        common,
+                    settings = {
+                        **common,
                         **arm,
-                        dataset=dataset,
-                        tokenizer=str(index),
-                        seed=seed,
-                        output_dir=str(out),
-                    )
+                        "dataset": dataset,
+                        "tokenizer": str(index),
+                        "seed": seed,
+                        "output_dir": str(out),
+                    }
                     arms.append(
                         dict(
                             dataset=Path(dataset).name,
@@ -193,8 +194,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--total-epochs", type=int, default=100)
     parser.add_argument("--settings", default="{}", help="JSON TrainConfig fields of every arm")
-    parser.add_argument("--levers", default="{}", help='JSON {"NAME": {TrainConfig fields}}')
+    parser.add_argument(
+        "--levers", default="{}", help="arms: a .toml file of one table per arm, or JSON"
+    )
     parser.add_argument("--report", action="store_true", help="only summarize finished runs")
+    parser.add_argument("--name", default="siit_item", help="results/NAME.{json,md}")
     args = parser.parse_args()
     arms = arms_of(args)
     results = run_arms(arms, args.jobs, args.report)
@@ -206,8 +210,8 @@ def main() -> None:
         model=args.model,
         rounds=args.rounds,
         total_epochs=args.total_epochs,
-        settings=json_arg(args.settings),
-        levers=json_arg(args.levers),
+        settings=settings_arg(args.settings),
+        levers=arms_arg(args.levers),
         rows=rows,
     )
     lines = [
@@ -221,7 +225,7 @@ def main() -> None:
         "",
         f"Measured with: {machine_line(info)}; 1 thread per run, two runs sharing the cores.",
     ]
-    write_results("siit_item", payload, lines)
+    write_results(args.name, payload, lines)
 
 
 if __name__ == "__main__":

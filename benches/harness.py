@@ -18,6 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import tomllib
+from siit.config import SECTIONS
+
 HERE = Path(__file__).parent
 RUNS = HERE / "runs"
 OUT = HERE / "results"
@@ -123,9 +126,34 @@ def tokenize(dataset: str, tokenizer: str, levels: int, size: int, dry: bool = F
     return path
 
 
-def json_arg(value: str) -> dict:
-    """A JSON object given inline or as the path of a .json file."""
+def _read(value: str) -> dict:
+    """A JSON object given inline, or the path of a .json or .toml file."""
+    if value.endswith(".toml"):
+        return tomllib.loads(Path(value).read_text())
     return json.loads(Path(value).read_text() if value.endswith(".json") else value)
+
+
+def settings_arg(value: str) -> dict:
+    """TrainConfig settings (inline JSON, .json or .toml) with the sections' fields as dotted
+    names (`refine.margin`), so that they merge field by field."""
+    return flat(_read(value))
+
+
+def arms_arg(value: str) -> dict[str, dict]:
+    """`{"ARM": {settings}}` (inline JSON, .json or .toml: a table per arm), each arm's
+    settings as `settings_arg` gives them."""
+    return {name: flat(arm) for name, arm in _read(value).items()}
+
+
+def flat(settings: dict) -> dict:
+    """`{"refine": {"margin": 1}}` as `{"refine.margin": 1}` (sections one level deep)."""
+    out = {}
+    for key, value in settings.items():
+        if key in SECTIONS and isinstance(value, dict):
+            out.update({f"{key}.{name}": inner for name, inner in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def finished(arm: dict) -> dict | None:

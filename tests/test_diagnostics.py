@@ -80,14 +80,14 @@ def test_margin_gated_refinement_moves_only_items_that_clear_the_margin():
 
 
 def test_refine_margin_needs_the_current_identifier():
-    with pytest.raises(ValueError, match="refine_margin"):
-        siit.TrainConfig(refine_margin=0.5, keep_current=False).check()
-    with pytest.raises(ValueError, match="refine_margin"):
-        siit.TrainConfig(refine_margin=-1.0).check()
+    with pytest.raises(ValueError, match="refine.margin"):
+        siit.TrainConfig(refine={"margin": 0.5, "keep_current": False}).check()
+    with pytest.raises(ValueError, match="refine.margin"):
+        siit.TrainConfig(refine={"margin": -1.0}).check()
 
 
 def test_a_siit_run_writes_its_diagnostics(tmp_path):
-    settings = {**TINY_RUN, "diagnostics": True, "refine_margin": 0.0}
+    settings = {**TINY_RUN, "refine.diagnostics": True, "refine.margin": 0.0}
     siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
     rounds = json.loads((tmp_path / "metrics.json").read_text())["rounds"]
     regen = rounds[1]["refine"]["regeneration"]
@@ -137,9 +137,9 @@ def test_a_run_with_collaborative_evidence_keeps_identifiers_unique(tmp_path):
     settings = {
         **TINY_RUN,
         "model": "gpt-tiny",
-        "refine_evidence": "both",
-        "refine_free_only": True,
-        "refine_margin": 0.1,
+        "refine.evidence": "both",
+        "refine.free_only": True,
+        "refine.margin": 0.1,
     }
     result = siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
     assert result.identifiers.is_unique()

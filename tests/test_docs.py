@@ -30,18 +30,18 @@ NO_TEST = re.compile(r"^<!--\s*no-test:\s*\S.*-->$")
 # What every training example becomes: a tiny model, one epoch per round, a small
 # validation subset, quiet, on the CPU. The example's data, identifiers, rounds and
 # refinement settings stay as written.
-TINY = dict(
-    max_epochs_per_round=1,
-    max_epochs_first_round=1,
-    patience=None,
-    eval_every=1,
-    valid_users=50,
-    text_vocab_size=300,
-    diagnostics=False,
-    max_minutes_per_round=None,
-)
+TINY = {
+    "schedule.max_epochs_per_round": 1,
+    "schedule.max_epochs_first_round": 1,
+    "schedule.patience": None,
+    "schedule.max_minutes_per_round": None,
+    "eval.every": 1,
+    "eval.valid_users": 50,
+    "network.text_vocab_size": 300,
+    "refine.diagnostics": False,
+}
 # Refinement made cheaper, unless the example sets these itself.
-TINY_REFINE = dict(refine_beams=4, refine_occurrences=1)
+TINY_REFINE = {"beams": 4, "occurrences": 1}
 RUNTIME = dict(progress=False, device="cpu", threads=1)
 # Tokenizers that train a network: a few epochs are enough to run.
 TOKENIZER_EPOCHS = 3
@@ -93,16 +93,20 @@ def tiny_train(real):
             chosen = named or settings.pop("model", None) or (config.model if config else None)
             if model is None or isinstance(model, str):  # not a RecModel object
                 model = _tiny_model(chosen)
-            settings.pop("gguf_file", None)
+            if isinstance(settings.get("network"), dict):
+                settings["network"].pop("gguf_file", None)
             settings.update(TINY)
+            given = settings.get("refine") if isinstance(settings.get("refine"), dict) else {}
+            default = siit.TrainConfig().refine
             for name, value in TINY_REFINE.items():
-                if config is None or getattr(config, name) == getattr(siit.TrainConfig(), name):
-                    settings.setdefault(name, value)
+                mine = getattr(config.refine, name) if config else getattr(default, name)
+                if name not in given and mine == getattr(default, name):
+                    settings[f"refine.{name}"] = value
             name = settings.get("tokenizer") or (config.tokenizer if config else None)
             if name in ("rqvae", "letter"):
-                options = dict(config.tokenizer_options if config else {})
-                options.update(settings.get("tokenizer_options") or {})
-                settings["tokenizer_options"] = {**options, "epochs": TOKENIZER_EPOCHS}
+                options = dict(config.identifiers.options if config else {})
+                options.update((settings.get("identifiers") or {}).get("options") or {})
+                settings["identifiers.options"] = {**options, "epochs": TOKENIZER_EPOCHS}
             if hasattr(tokenizer, "epochs"):
                 tokenizer.epochs = min(tokenizer.epochs, TOKENIZER_EPOCHS)
         return real(

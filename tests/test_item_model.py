@@ -217,7 +217,7 @@ def test_the_level_restriction_moves_only_the_last_levels(setup, moving):
     assert proposed[:, :-1].any()  # the beams search the levels that may move
     same = (cand[:, :, :fixed] == current[:, None, :fixed]).all(-1)
     assert same[proposed].all()
-    config = siit.TrainConfig(rounds=1, refine="conservative", refine_levels=moving).check()
+    config = siit.TrainConfig(rounds=1, refine={"levels": moving}).check()
     new, report = refine_step(identifiers, items, cand, scores, config)
     assert new.is_unique() and report.changed > 0
     np.testing.assert_array_equal(new.codes[:, :fixed], identifiers.codes[:, :fixed])
@@ -227,22 +227,24 @@ def test_no_levels_to_move_is_the_no_move_control(setup):
     model, identifiers, tasks, _, dataset = setup
     windows = dataset.train_windows(6)
     items, cand, scores = collaborative_proposals(model, tasks, windows, identifiers, 5)
-    config = siit.TrainConfig(rounds=1, refine="conservative", refine_levels=0).check()
+    config = siit.TrainConfig(rounds=1, refine={"levels": 0}).check()
     new, report = refine_step(identifiers, items, cand, scores, config)
     assert report.changed == 0
     np.testing.assert_array_equal(new.codes, identifiers.codes)
-    with pytest.raises(ValueError, match="refine_levels"):
-        siit.TrainConfig(rounds=1, refine="paper", refine_levels=0).check()  # no keep_current
+    with pytest.raises(ValueError, match="refine.levels"):
+        siit.TrainConfig(
+            rounds=1, refine={"preset": "paper", "levels": 0}
+        ).check()  # no keep_current
 
 
 ITEM_RUN = {
     **TINY_RUN,
     "model": "item-tiny",
     "rounds": 1,
-    "max_epochs_per_round": 2,
-    "batch_size": 16,
+    "schedule.max_epochs_per_round": 2,
+    "schedule.batch_size": 16,
     "dataset": "synthetic",
-    "dtype": "float64",
+    "network.dtype": "float64",
 }
 
 
@@ -256,8 +258,8 @@ def test_an_item_level_run_refines_to_unique_identifiers(item_run):
     result, out = item_run
     assert result.model.kind == "item"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["tasks"] == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
-    assert metrics["config"]["refine_evidence"] == "seqrec"
+    assert metrics["config"]["schedule"]["tasks"] == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+    assert metrics["config"]["refine"]["evidence"] == "seqrec"
     refine = metrics["rounds"][1]["refine"]
     assert refine["changed"] > 0
     for r in (0, 1):
@@ -283,7 +285,7 @@ def test_an_item_level_run_refines_to_unique_identifiers(item_run):
 
 
 def test_the_no_move_control_runs_the_same_rounds_with_nobody_moving(tmp_path):
-    result = siit.train(output_dir=tmp_path, **{**ITEM_RUN, "refine_levels": 0})
+    result = siit.train(output_dir=tmp_path, **{**ITEM_RUN, "refine.levels": 0})
     assert len(result.rounds) == 2 and result.rounds[1].refine["changed"] == 0
     before, after = (tmp_path / "index" / f"round-{r}.index.json" for r in (0, 1))
     assert before.read_text() == after.read_text()
@@ -320,8 +322,8 @@ def test_an_interrupted_item_level_run_resumes_to_the_same_result(item_run, tmp_
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"tasks": {"seqrec": 1, "item2id": 0.5}}, "train seqrec alone"),
-        ({"rounds": 1, "refine_evidence": "item2id"}, "refine from seqrec evidence"),
+        ({"schedule.tasks": {"seqrec": 1, "item2id": 0.5}}, "train seqrec alone"),
+        ({"rounds": 1, "refine.evidence": "item2id"}, "refine from seqrec evidence"),
     ],
 )
 def test_item_level_models_refuse_text_tasks(tmp_path, settings, message):
@@ -356,7 +358,7 @@ def test_pruned_top_k_equals_the_top_of_every_score(setup, candidates):
 
 
 def test_text_input_trains_saves_serves_and_grows_with_new_items(tmp_path):
-    settings = {**ITEM_RUN, "rounds": 0, "model_options": {"text_input": True}}
+    settings = {**ITEM_RUN, "rounds": 0, "network.options": {"text_input": True}}
     result = siit.train(output_dir=tmp_path, **settings)
     assert result.model.text_dim == 384
     assert result.model.model.item_text.shape == (result.identifiers.n_items, 384)
@@ -385,7 +387,9 @@ def test_text_input_needs_item_text(tmp_path):
     (folder / "bare.inter.json").write_text(json.dumps(inter))
     settings = {**ITEM_RUN, "dataset": str(folder), "rounds": 0}
     with pytest.raises(ValueError, match="text_input needs item text"):
-        siit.train(output_dir=tmp_path / "run", model_options={"text_input": True}, **settings)
+        siit.train(
+            output_dir=tmp_path / "run", network={"options": {"text_input": True}}, **settings
+        )
     # without text input, an item-level model trains and refines on interactions alone
     result = siit.train(output_dir=tmp_path / "plain", **{**settings, "rounds": 1})
     assert result.rounds[1].refine["changed"] >= 0 and result.identifiers.is_unique()

@@ -98,7 +98,7 @@ def test_bad_item_vectors_fail_clearly():
 
 
 def test_a_run_with_embedding_input_refines_and_adds_items(tmp_path):
-    settings = {**TINY_RUN, "model": "gpt-tiny", "item2id_input": "embedding"}
+    settings = {**TINY_RUN, "model": "gpt-tiny", "network.item2id_input": "embedding"}
     result = siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
     assert result.identifiers.is_unique() and len(result.rounds) == 2
     assert result.rounds[1].refine is not None

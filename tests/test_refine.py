@@ -9,7 +9,7 @@ from tiny import random_identifiers, tiny_dataset, tiny_model
 
 def _config(**levers):
     """The paper's refinement (item2id evidence, no free-only rule, no margin) with `levers`."""
-    return siit.TrainConfig(model="t5-tiny", rounds=1, refine="paper", **levers).check()
+    return siit.TrainConfig(model="t5-tiny", rounds=1, refine={"preset": "paper", **levers}).check()
 
 
 def _setup(seed=0):
@@ -21,7 +21,7 @@ def _setup(seed=0):
 
 def test_refinement_keeps_identifiers_unique_and_changes_them():
     dataset, identifiers, model, tasks = _setup()
-    new, report = refine(model, tasks, identifiers, dataset, _config(refine_beams=8))
+    new, report = refine(model, tasks, identifiers, dataset, _config(beams=8))
     assert new.is_unique()
     assert new.codebook_sizes == identifiers.codebook_sizes
     changed = (new.codes != identifiers.codes).any(1)
@@ -33,7 +33,7 @@ def test_refinement_keeps_identifiers_unique_and_changes_them():
 
 def test_keeping_the_current_identifier_never_falls_back():
     dataset, identifiers, model, tasks = _setup(seed=1)
-    config = _config(refine_beams=4, keep_current=True)
+    config = _config(beams=4, keep_current=True)
     new, report = refine(model, tasks, identifiers, dataset, config)
     assert new.is_unique()
     assert report.fallback == 0
@@ -50,7 +50,7 @@ def test_items_without_text_keep_their_identifier():
     identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=2)
     model = tiny_model("t5-tiny", identifiers, dataset)
     tasks = TaskBuilder(model, dataset, identifiers)
-    new, report = refine(model, tasks, identifiers, dataset, _config(refine_beams=6))
+    new, report = refine(model, tasks, identifiers, dataset, _config(beams=6))
     assert report.frozen == 2
     assert np.array_equal(new.codes[[3, 7]], identifiers.codes[[3, 7]])
     assert new.is_unique()

@@ -5,12 +5,20 @@ import dataclasses
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from siit.cli import main
-from siit.config import BASELINE_EPOCHS, ITEM_BASELINE_EPOCHS, REFINE_PRESETS, TrainConfig
-from siit.settings_doc import SECTIONS, markdown
+from siit.config import (
+    BASELINE_EPOCHS,
+    ITEM_BASELINE_EPOCHS,
+    REFINE_PRESETS,
+    RENAMED,
+    SECTIONS,
+    TrainConfig,
+)
+from siit.settings_doc import markdown, rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,16 +30,25 @@ def test_the_settings_reference_is_current():
 
 
 def test_every_setting_has_a_section_and_a_description():
-    names = [n for names in SECTIONS.values() for n in names]
-    assert names == [f.name for f in dataclasses.fields(TrainConfig)]
-    assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
+    top = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert len(top) <= 15 and set(SECTIONS) <= set(top)
+    listed = [name for _, name, _, _ in rows()]
+    assert listed == [n for n in top if n not in SECTIONS] + [
+        f"{s}.{f.name}" for s, kind in SECTIONS.items() for f in dataclasses.fields(kind)
+    ]
+    assert all(description for _, _, _, description in rows())
 
 
 def test_siit_settings_lists_every_setting(capsys):
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
-    for f in dataclasses.fields(TrainConfig):
-        assert f"  {f.name} " in out
+    for _, name, _, _ in rows():
+        assert f"  {name} " in out
+
+
+def _at(config: TrainConfig, path: str):
+    section, _, name = path.partition(".")
+    return getattr(getattr(config, section), name) if name else getattr(config, section)
 
 
 @pytest.mark.parametrize(
@@ -39,58 +56,64 @@ def test_siit_settings_lists_every_setting(capsys):
 )
 def test_a_baseline_trains_seqrec_alone_to_the_baseline_cap(model, cap):
     config = TrainConfig(model=model).check()
-    assert config.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
-    assert config.max_epochs_per_round == cap
-    assert config.max_epochs_first_round is None
+    assert config.schedule.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+    assert config.schedule.max_epochs_per_round == cap
+    assert config.schedule.max_epochs_first_round is None
 
 
 @pytest.mark.parametrize("preset", list(REFINE_PRESETS))
 def test_item_level_rounds_refine_from_seqrec_evidence_with_the_preset_levers(preset):
     config = TrainConfig(rounds=2, refine=preset).check()  # the default model is item-level
-    assert config.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
-    assert config.refine_evidence == "seqrec"
-    for name in ("keep_current", "refine_free_only", "max_epochs_per_round"):
-        assert getattr(config, name) == REFINE_PRESETS[preset][name]
+    assert config.schedule.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+    assert config.refine.evidence == "seqrec"
+    for path in ("refine.keep_current", "refine.free_only", "schedule.max_epochs_per_round"):
+        assert _at(config, path) == REFINE_PRESETS[preset][path]
 
 
 @pytest.mark.parametrize("preset", list(REFINE_PRESETS))
 def test_rounds_take_every_unset_lever_from_the_preset(preset):
     config = TrainConfig(model="gpt-mini", rounds=2, refine=preset).check()
-    for name, value in REFINE_PRESETS[preset].items():
-        if name == "tasks":
-            assert {k: v for k, v in config.tasks.items() if v} == {
+    for path, value in REFINE_PRESETS[preset].items():
+        if path == "schedule.tasks":
+            assert {k: v for k, v in config.schedule.tasks.items() if v} == {
                 k: v for k, v in value.items() if v
             }
         else:
-            assert getattr(config, name) == value, name
+            assert _at(config, path) == value, path
 
 
 def test_the_default_preset_is_the_benchmarks_choice():
     config = TrainConfig(rounds=2).check()
-    assert config.refine == "conservative"
-    assert (config.keep_current, config.refine_free_only, config.refine_margin) == (
+    assert config.refine.preset == "conservative"
+    assert (config.refine.keep_current, config.refine.free_only, config.refine.margin) == (
         True,
         True,
         0.5,
     )
     # the grid's budget: 40 epochs on the initial identifiers, 10 per refined round
-    assert (config.max_epochs_first_round, config.max_epochs_per_round) == (40, 10)
+    assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (
+        40,
+        10,
+    )
 
 
 def test_a_lever_set_by_the_user_beats_the_preset():
     config = TrainConfig(
-        model="gpt-mini", rounds=1, refine="paper", refine_margin=1.0, keep_current=True
+        model="gpt-mini", rounds=1, refine={"preset": "paper", "margin": 1.0, "keep_current": True}
     ).check()
-    assert (config.refine_margin, config.keep_current, config.refine_evidence) == (
+    assert (config.refine.margin, config.refine.keep_current, config.refine.evidence) == (
         1.0,
         True,
         "item2id",
     )
     # a cap of the user's own replaces the preset's schedule, both caps
-    config = TrainConfig(rounds=2, max_epochs_per_round=7).check()
-    assert (config.max_epochs_first_round, config.max_epochs_per_round) == (None, 7)
-    config = TrainConfig(rounds=2, max_epochs_first_round=5).check()
-    assert (config.max_epochs_first_round, config.max_epochs_per_round) == (5, 10)
+    config = TrainConfig(rounds=2, schedule={"max_epochs_per_round": 7}).check()
+    assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (
+        None,
+        7,
+    )
+    config = TrainConfig(rounds=2, schedule={"max_epochs_first_round": 5}).check()
+    assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (5, 10)
 
 
 def test_resolving_twice_changes_nothing():
@@ -100,19 +123,21 @@ def test_resolving_twice_changes_nothing():
 
 
 def test_an_unknown_preset_is_refused():
-    with pytest.raises(ValueError, match=r"refine must be one of \['conservative', 'paper'\]"):
+    with pytest.raises(
+        ValueError, match=r"refine.preset must be one of \['conservative', 'paper'\]"
+    ):
         TrainConfig(rounds=1, refine="best").check()
 
 
 def test_a_run_recorded_before_presets_reads_as_the_paper_preset(tmp_path):
     """Such a config.json holds every lever; its margin None meant no gate, as "paper"."""
-    old = TrainConfig(model="gpt-mini", rounds=1, refine="paper").check().to_dict()
+    old = _flat(TrainConfig(model="gpt-mini", rounds=1, refine="paper").check())
     del old["refine"]
     old.update(keep_current=True, refine_margin=None)  # the old defaults
     (tmp_path / "config.json").write_text(json.dumps(old))
     config = TrainConfig.from_run(tmp_path).check()
-    assert config.refine == "paper"
-    assert config.refine_margin is None and config.keep_current is True
+    assert config.refine.preset == "paper"
+    assert config.refine.margin is None and config.refine.keep_current is True
 
 
 def test_importing_the_settings_loads_no_torch():
@@ -122,3 +147,83 @@ def test_importing_the_settings_loads_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def _flat(config: TrainConfig) -> dict:
+    """The config.json of a run written before the sections: every setting at the top, by
+    its old name."""
+    new_to_old = {new: old for old, new in RENAMED.items()}
+    out = {}
+    for key, value in config.to_dict().items():
+        if key in SECTIONS:
+            for name, inner in value.items():
+                if f"{key}.{name}" != "refine.preset":
+                    out[new_to_old[f"{key}.{name}"]] = inner
+        else:
+            out[key] = value
+    out["refine"] = config.refine.preset
+    return out
+
+
+def test_a_run_recorded_with_flat_names_reads_the_same_without_warnings(tmp_path):
+    config = TrainConfig(
+        rounds=2, refine={"margin": 1.0, "levels": 1}, schedule={"patience": 3}
+    ).check()
+    (tmp_path / "config.json").write_text(json.dumps(_flat(config)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TrainConfig.from_run(tmp_path).check() == config
+
+
+@pytest.mark.parametrize("old, new", sorted(RENAMED.items()))
+def test_an_old_flat_name_still_works_and_names_its_successor(old, new):
+    value = {"tasks": {"seqrec": 1.0}, "dtype": "float64", "eval_mode": "beam"}.get(old, 7)
+    if old in ("keep_current", "diagnostics", "exclude_history", "refine_free_only"):
+        value = True
+    if old in ("tokenizer_options", "model_options"):
+        value = {"x": 1}
+    if old in ("refine_evidence",):
+        value = "seqrec"
+    if old in ("item2id_input", "lr_schedule"):
+        value = {"item2id_input": "text", "lr_schedule": "constant"}[old]
+    with pytest.warns(FutureWarning, match=rf"'{old}' is now '{new}'"):
+        config = TrainConfig(**{old: value})
+    assert _at(config, new) == value
+    with pytest.warns(FutureWarning):
+        assert TrainConfig().replace(**{old: value}) == config
+
+
+def test_sections_take_dicts_dotted_names_and_a_preset_name():
+    by_dict = TrainConfig(rounds=1, refine={"preset": "paper", "margin": 2.0})
+    by_dots = TrainConfig(rounds=1, **{"refine": "paper", "refine.margin": 2.0})
+    assert by_dict == by_dots and by_dict.refine.preset == "paper"
+    # a dict merges into the section; a preset name starts a fresh one
+    merged = by_dict.replace(refine={"beams": 5})
+    assert (merged.refine.preset, merged.refine.margin, merged.refine.beams) == ("paper", 2.0, 5)
+    fresh = TrainConfig(rounds=1).check().replace(refine="paper").check()
+    assert fresh.refine == TrainConfig(rounds=1, refine="paper").check().refine
+    # replace copies: checking the copy leaves the original's sections alone
+    base = TrainConfig(rounds=1)
+    base.replace(refine={"beams": 3}).check()
+    assert base.refine.keep_current is None and base.refine.beams == 20
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"refine": {"marginn": 1}}, r"unknown setting\(s\) \['refine.marginn'\]; the refine"),
+        ({"refine.margin.x": 1}, "unknown setting 'refine.margin.x'"),
+        ({"schedule": 3}, "schedule must be a table of settings"),
+        ({"roundz": 1}, r"unknown setting\(s\) \['roundz'\]"),
+    ],
+)
+def test_a_misspelt_setting_is_named(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_a_bad_value_is_named_by_its_dotted_path():
+    with pytest.raises(ValueError, match=r"schedule.patience must be None or an integer >= 1"):
+        TrainConfig(schedule={"patience": 0}).check()
+    with pytest.raises(ValueError, match=r"refine.levels needs refine.keep_current"):
+        TrainConfig(rounds=1, refine={"preset": "paper", "levels": 1}).check()

@@ -86,7 +86,7 @@ def test_evaluate_and_recommend_a_finished_run(finished):
     result, out = finished
     again = siit.evaluate(out, tiny_dataset())
     assert again == pytest.approx(result.test)
-    exact = siit.evaluate(out, tiny_dataset(), eval_mode="exact")
+    exact = siit.evaluate(out, tiny_dataset(), mode="exact")
     assert exact["recall@20"] == pytest.approx(result.test["recall@20"])
     recs = siit.recommend(["1", "2", "3"], k=5, run=out)
     assert len(recs) == 5 and len({item for item, _ in recs}) == 5
@@ -243,7 +243,12 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, monkeypatc
         return {**ranking_metrics(np.array([-1])), "ndcg@10": next(scores)}
 
     monkeypatch.setattr(Trainer, "evaluate", scripted)
-    settings = {**TINY_RUN, "rounds": 0, "max_epochs_per_round": 10, "patience": 2}
+    settings = {
+        **TINY_RUN,
+        "rounds": 0,
+        "schedule.max_epochs_per_round": 10,
+        "schedule.patience": 2,
+    }
     result = siit.train(tiny_dataset(), output_dir=tmp_path, **settings)
     round_ = result.rounds[0]
     assert (round_.epochs, round_.best_epoch, len(round_.curve)) == (4, 2, 4)
@@ -277,8 +282,13 @@ def test_a_second_cycle_restarts_from_the_best_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "evaluate", scripted)
     monkeypatch.setattr(Trainer, "_next_cycle", next_cycle)
-    settings = {**TINY_RUN, "rounds": 0, "max_epochs_per_round": 10, "patience": 2}
-    result = siit.train(tiny_dataset(), output_dir=tmp_path, cycles=2, **settings)
+    settings = {
+        **TINY_RUN,
+        "rounds": 0,
+        "schedule.max_epochs_per_round": 10,
+        "schedule.patience": 2,
+    }
+    result = siit.train(tiny_dataset(), output_dir=tmp_path, schedule={"cycles": 2}, **settings)
     round_ = result.rounds[0]
     assert (round_.epochs, round_.best_epoch, len(round_.curve)) == (8, 6, 8)
     assert round_.valid["ndcg@10"] == 0.35
@@ -291,15 +301,29 @@ def test_a_second_cycle_restarts_from_the_best_weights(tmp_path, monkeypatch):
 
 def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
     """A limit shorter than one epoch: each round trains one epoch, validates it, and ends."""
-    settings = {**TINY_RUN, "rounds": 1, "max_epochs_per_round": 10, "patience": None}
-    result = siit.train(tiny_dataset(), output_dir=tmp_path, max_minutes_per_round=1e-6, **settings)
+    settings = {
+        **TINY_RUN,
+        "rounds": 1,
+        "schedule.max_epochs_per_round": 10,
+        "schedule.patience": None,
+    }
+    result = siit.train(
+        tiny_dataset(), output_dir=tmp_path, schedule={"max_minutes_per_round": 1e-6}, **settings
+    )
     assert [(r.epochs, len(r.curve)) for r in result.rounds] == [(1, 1), (1, 1)]
 
 
 def test_the_first_round_can_have_its_own_epoch_cap(tmp_path):
     """max_epochs_first_round: round 0 trains to its own cap, refined rounds to theirs."""
-    settings = {**TINY_RUN, "rounds": 2, "max_epochs_per_round": 1, "patience": None}
-    result = siit.train(tiny_dataset(), output_dir=tmp_path, max_epochs_first_round=3, **settings)
+    settings = {
+        **TINY_RUN,
+        "rounds": 2,
+        "schedule.max_epochs_per_round": 1,
+        "schedule.patience": None,
+    }
+    result = siit.train(
+        tiny_dataset(), output_dir=tmp_path, schedule={"max_epochs_first_round": 3}, **settings
+    )
     assert [r.epochs for r in result.rounds] == [3, 1, 1]
 
 
@@ -327,17 +351,17 @@ def test_redirected_output_and_the_log_get_lines_not_bars(tmp_path, capfd):
     "settings, message",
     [
         ({"model": "no/such/model"}, "not a preset"),
-        ({"beams": 10}, r"beams \(10\) must be >= the largest k"),
-        ({"levels": 9, "codebook_size": 256}, "72 bits"),
+        ({"eval.beams": 10}, r"beams \(10\) must be >= the largest k"),
+        ({"identifiers.levels": 9, "identifiers.codebook_size": 256}, "72 bits"),
         ({"tokenizer": "nonsense"}, "tokenizer must be one of"),
-        ({"tasks": {"seqrec": 1, "title2id": 1}}, "unknown task"),
+        ({"schedule.tasks": {"seqrec": 1, "title2id": 1}}, "unknown task"),
         ({"epochs": 3}, "unknown setting"),
-        ({"lr_schedule": "linear"}, "lr_schedule"),
+        ({"schedule.lr_schedule": "linear"}, "lr_schedule"),
         ({"rounds": -1}, "rounds must be"),
-        ({"max_epochs_first_round": 0}, "max_epochs_first_round must be None or"),
-        ({"tasks": {"seqrec": 1}}, "item2id task has no weight"),
-        ({"item2id_input": "vectors"}, "item2id_input must be"),
-        ({"item2id_input": "embedding", "rounds": 0}, "feeds the item2id task"),
+        ({"schedule.max_epochs_first_round": 0}, "max_epochs_first_round must be None or"),
+        ({"schedule.tasks": {"seqrec": 1}}, "item2id task has no weight"),
+        ({"network.item2id_input": "vectors"}, "item2id_input must be"),
+        ({"network.item2id_input": "embedding", "rounds": 0}, "feeds the item2id task"),
     ],
 )
 def test_bad_configuration_fails_before_work(tmp_path, settings, message):
@@ -353,7 +377,7 @@ def test_dataset_without_text_with_alignment_tasks_fails(tmp_path):
     bare = siit.Dataset([base.sequence(u) for u in range(base.n_users)], [{}] * base.n_items)
     with pytest.raises(ValueError, match="item2id task is on but dataset"):
         siit.train(bare, output_dir=tmp_path, **TINY_RUN)
-    seqrec_only = {**TINY_RUN, "tasks": {"seqrec": 1.0}}
+    seqrec_only = {**TINY_RUN, "schedule.tasks": {"seqrec": 1.0}}
     assert (
         siit.train(bare, output_dir=tmp_path / "ok", **{**seqrec_only, "rounds": 0}).best_round == 0
     )
@@ -367,13 +391,18 @@ def test_interactions_only_dataset_trains_seqrec_and_refuses_alignment(tmp_path)
     folder.mkdir()
     inter = {str(u): [int(i) for i in base.sequence(u)] for u in range(base.n_users)}
     (folder / "bare.inter.json").write_text(json.dumps(inter))
-    settings = {**TINY_RUN, "dataset": str(folder), "tokenizer": "cid", "codebook_size": 4}
+    settings = {
+        **TINY_RUN,
+        "dataset": str(folder),
+        "tokenizer": "cid",
+        "identifiers.codebook_size": 4,
+    }
     with pytest.raises(ValueError, match=r"item2id task is on .*bare.item.json: file not found"):
         siit.train(output_dir=tmp_path / "siit", **settings)
     result = siit.train(output_dir=tmp_path / "run", **{**settings, "rounds": 0})
     assert result.best_round == 0 and result.test["invalid_share"] == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["tasks"] == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
+    assert config["schedule"]["tasks"] == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
 
 
 def test_identifiers_that_do_not_fit_the_model_fail(tmp_path):
@@ -393,7 +422,11 @@ def test_prompt_longer_than_the_model_fails(tmp_path):
         siit.train(
             tiny_dataset(),
             output_dir=tmp_path,
-            **{**TINY_RUN, "model": "llama-tiny", "model_options": {"max_position_embeddings": 32}},
+            **{
+                **TINY_RUN,
+                "model": "llama-tiny",
+                "network.options": {"max_position_embeddings": 32},
+            },
         )
 
 
@@ -402,15 +435,22 @@ def test_prompt_longer_than_the_model_fails(tmp_path):
 
 def test_config_files_and_overrides(tmp_path):
     (tmp_path / "a.toml").write_text(
-        '[train]\nrounds = 2\nmodel = "t5-tiny"\n[train.tasks]\nseqrec = 1.0\nitem2id = 2\n'
+        '[train]\nrounds = 2\nmodel = "t5-tiny"\nrefine.margin = 1.5\n'
+        "[train.schedule.tasks]\nseqrec = 1.0\nitem2id = 2\n"
     )
     (tmp_path / "a.yaml").write_text(
-        "rounds: 2\nmodel: t5-tiny\ntasks: {seqrec: 1.0, item2id: 2}\n"
+        "rounds: 2\nmodel: t5-tiny\nrefine: {margin: 1.5}\n"
+        "schedule: {tasks: {seqrec: 1.0, item2id: 2}}\n"
     )
-    for name in ("a.toml", "a.yaml"):
+    (tmp_path / "a.json").write_text(
+        '{"rounds": 2, "model": "t5-tiny", "refine.margin": 1.5,'
+        ' "schedule.tasks": {"seqrec": 1.0, "item2id": 2}}'
+    )
+    for name in ("a.toml", "a.yaml", "a.json"):
         config = TrainConfig.from_file(tmp_path / name).check()
         assert config.rounds == 2 and config.model == "t5-tiny"
-        assert config.tasks == {"seqrec": 1.0, "item2id": 2.0, "id2item": 0.0}
+        assert config.schedule.tasks == {"seqrec": 1.0, "item2id": 2.0, "id2item": 0.0}
+        assert config.refine.margin == 1.5 and config.refine.preset == "conservative"
     (tmp_path / "bad.toml").write_text("roundz = 2\n")
     with pytest.raises(ValueError, match=r"bad.toml: unknown setting\(s\) \['roundz'\]"):
         TrainConfig.from_file(tmp_path / "bad.toml")
@@ -420,6 +460,7 @@ def test_config_files_and_overrides(tmp_path):
     assert parse_override('tasks={"seqrec": 1}') == ("tasks", {"seqrec": 1})
     assert parse_override("model=t5-tiny") == ("model", "t5-tiny")
     assert parse_override("valid-users=null") == ("valid_users", None)
+    assert parse_override("refine.margin=0.5") == ("refine.margin", 0.5)
 
 
 def _toml(path: Path, **settings) -> Path:
@@ -436,10 +477,19 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
     config = _toml(tmp_path / "run.toml", **{**TINY_RUN, "dataset": "synthetic", "rounds": 0})
     out = tmp_path / "run"
     assert (
-        main(["train", "--config", str(config), f"output_dir={out}", "max_epochs_per_round=1"]) == 0
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                f"output_dir={out}",
+                "schedule.max_epochs_per_round=1",
+            ]
+        )
+        == 0
     )
     assert "siit: done in" in capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["max_epochs_per_round"] == 1
+    assert json.loads((out / "config.json").read_text())["schedule"]["max_epochs_per_round"] == 1
     assert main(["evaluate", str(out), "--split", "valid", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["recall@10"] == pytest.approx(_metrics(out)["rounds"][0]["valid"]["recall@10"])
@@ -454,7 +504,7 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
     assert main(["recommend", str(out), "1", "2", "-k", "3", "--indices"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     with pytest.raises(SystemExit) as exit_:
-        main(["train", "--config", str(config), "beams=5"])
+        main(["train", "--config", str(config), "eval.beams=5"])
     assert exit_.value.code == 2
 
 
@@ -466,10 +516,10 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
 FAULT_RUN = {
     **TINY_RUN,
     "rounds": 1,
-    "max_epochs_per_round": 3,
-    "batch_size": 16,
+    "schedule.max_epochs_per_round": 3,
+    "schedule.batch_size": 16,
     "dataset": "synthetic",
-    "dtype": "float64",
+    "network.dtype": "float64",
 }
 
 
@@ -564,7 +614,7 @@ def test_two_processes_match_one(tmp_path, model):
     identifiers and metrics as one process. One epoch per round: Adam amplifies the
     different summation order of the two processes' gradients by about 1e4 per epoch here,
     so longer runs drift beyond float64 tolerance."""
-    settings = {**FAULT_RUN, "max_epochs_per_round": 1, "model": model}
+    settings = {**FAULT_RUN, "schedule.max_epochs_per_round": 1, "model": model}
     reference = tmp_path / "single"
     siit.train(output_dir=reference, **settings)
     config = _toml(tmp_path / "run.toml", **{**settings, "output_dir": str(tmp_path / "ddp")})

@@ -13,15 +13,15 @@ from siit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 # Seconds instead of minutes: a tiny model, one epoch a round, a sample of validation users.
-TINY = dict(
-    model="item-tiny",  # the default's family
-    max_history=20,
-    valid_users=100,
-    patience=None,
-    progress=False,
-    device="cpu",
-    diagnostics=False,
-)
+TINY = {
+    "model": "item-tiny",  # the default's family
+    "data.max_history": 20,
+    "eval.valid_users": 100,
+    "schedule.patience": None,
+    "progress": False,
+    "device": "cpu",
+    "refine.diagnostics": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quick_start(runs):
     """`siit.train()` with the defaults but the budget: MovieLens-100K, CID identifiers."""
-    result = siit.train(output_dir=runs / "default", max_epochs_per_round=1, **TINY)
+    result = siit.train(output_dir=runs / "default", **TINY, **{"schedule.max_epochs_per_round": 1})
     return result
 
 
@@ -76,12 +76,11 @@ def test_the_documented_siit_recipe_runs(runs):
     result = siit.train(
         rounds=2,
         output_dir=runs / "siit",
-        max_epochs_first_round=1,
-        max_epochs_per_round=1,
+        schedule={"max_epochs_first_round": 1, "max_epochs_per_round": 1},
         **TINY,
     )
     config = json.loads((result.output_dir / "config.json").read_text())
-    assert config["refine"] == "conservative" and config["refine_free_only"] is True
+    assert config["refine"]["preset"] == "conservative" and config["refine"]["free_only"] is True
     assert [r.round for r in result.rounds] == [0, 1, 2]
     assert all(r.refine is not None for r in result.rounds[1:])
     assert result.identifiers.is_unique()

@@ -27,18 +27,19 @@ def tiny_model(name, identifiers, dataset, seed=0):
 
 
 # Trainer settings of a run that takes seconds on one CPU thread.
-TINY_RUN = dict(
-    tokenizer="random",
-    model="t5-tiny",
-    levels=3,
-    codebook_size=8,
-    rounds=1,
-    max_epochs_per_round=2,
-    patience=None,
-    batch_size=32,
-    warmup_steps=5,
-    lr=3e-3,
-    progress=False,
-    device="cpu",
-    diagnostics=False,  # the semantic consistency embeds item text: its own test
-)
+# Dotted names, so that a test's own settings merge into them field by field.
+TINY_RUN = {
+    "tokenizer": "random",
+    "model": "t5-tiny",
+    "identifiers.levels": 3,
+    "identifiers.codebook_size": 8,
+    "rounds": 1,
+    "schedule.max_epochs_per_round": 2,
+    "schedule.patience": None,
+    "schedule.batch_size": 32,
+    "schedule.warmup_steps": 5,
+    "schedule.lr": 3e-3,
+    "progress": False,
+    "device": "cpu",
+    "refine.diagnostics": False,  # the semantic consistency embeds item text: its own test
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from ._core import assign_unique
-from .config import OBJECT, TrainConfig, is_item_level
+from .config import OBJECT, EvalSettings, TrainConfig, is_item_level
 from .data import Dataset, item_texts
 from .decoding import TrieTables, beam_search, top_items, use_exact
 from .embed import embed
@@ -130,11 +131,13 @@ def train(
     )
     device = device_for(cfg, procs)
     if not isinstance(model, RecModel | ItemRecModel) and resume is None:
-        check_model_name(cfg.model, cfg.gguf_file)
+        check_model_name(cfg.model, cfg.network.gguf_file)
     if isinstance(model, RecModel | ItemRecModel) and resume is not None:
         raise ValueError("a resumed run loads its model from the checkpoint; do not pass model=")
 
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(cfg.dataset, cfg.max_history)
+    data = (
+        dataset if isinstance(dataset, Dataset) else load_dataset(cfg.dataset, cfg.data.max_history)
+    )
     check_dataset(cfg, data)
     run_dir = _run_dir(cfg, data, procs)
     cfg.output_dir = str(run_dir)
@@ -156,7 +159,7 @@ def train(
             rec = model
             rec.model.to(device)
         else:
-            options = dict(cfg.model_options)
+            options = dict(cfg.network.options)
             text = None
             if options.pop("text_input", False):  # item-level: item text vectors as input
                 data.require_text("model_options text_input")
@@ -167,19 +170,19 @@ def train(
                 identifiers.codebook_sizes,
                 identifiers.prefixes,
                 item_texts(data) if any(data.item_text) and not is_item_level(cfg.model) else [],
-                cfg.text_vocab_size,
-                cfg.gguf_file,
+                cfg.network.text_vocab_size,
+                cfg.network.gguf_file,
                 cfg.seed,
                 **options,
             )
             rec.model.to(device)
             if text is not None:
                 rec.set_item_text(text)
-    rec.model.to(DTYPES[cfg.dtype])
-    if cfg.item2id_input == "embedding":
+    rec.model.to(DTYPES[cfg.network.dtype])
+    if cfg.network.item2id_input == "embedding":
         vectors = embed(item_texts(data), progress=cfg.progress and procs.main)
         if not rec.vector_tokens:  # a resumed model has its projection already
-            rec.add_item_projection(vectors.shape[1], cfg.item2id_vector_tokens)
+            rec.add_item_projection(vectors.shape[1], cfg.network.item2id_vector_tokens)
         rec.set_item_vectors(vectors)
     check_fits(rec, identifiers, cfg)
     torch.manual_seed(cfg.seed + procs.rank)
@@ -199,11 +202,13 @@ def train(
     best = run_dir / BEST
     best_round = trainer.state["best_round"]
     rec = load_model(best / "model", device)
-    rec.model.to(DTYPES[cfg.dtype])
+    rec.model.to(DTYPES[cfg.network.dtype])
     identifiers = Identifiers.load(best / "index.json", identifiers.codebook_sizes)
-    tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    tasks = TaskBuilder(
+        rec, data, identifiers, cfg.network.max_text_tokens, cfg.network.max_title_tokens
+    )
     test_samples = data.test_samples()
-    seen = data.seen_items(test_samples) if cfg.exclude_history else None
+    seen = data.seen_items(test_samples) if cfg.eval.exclude_history else None
     test = evaluate_samples(rec, tasks, identifiers, test_samples, cfg, procs, "test", seen)
     log.info(
         "best round %d; test: %s (%.0f s training)",
@@ -268,7 +273,11 @@ def _initial_identifiers(
             tokenizer
             if isinstance(tokenizer, Tokenizer)
             else make_tokenizer(
-                cfg.tokenizer, cfg.levels, cfg.codebook_size, cfg.seed, **cfg.tokenizer_options
+                cfg.tokenizer,
+                cfg.identifiers.levels,
+                cfg.identifiers.codebook_size,
+                cfg.seed,
+                **cfg.identifiers.options,
             )
         )
         log.info("fitting initial identifiers with %s", type(fitter).__name__)
@@ -359,20 +368,24 @@ def evaluate(
     **settings: Any,
 ) -> dict[str, float]:
     """Metrics of a run's best model (`at="best"`) or last checkpoint (`at="last"`) on a
-    split ("test" or "valid"); `settings` override evaluation fields (beams, eval_mode,
-    eval_batch_size, exclude_history, device)."""
+    split ("test" or "valid"); `settings` override the `eval` section's fields (beams, mode,
+    batch_size, exclude_history) and device or threads."""
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     cfg, rec, identifiers = load_run(run, settings.get("device", "cpu"), at)
-    cfg = cfg.replace(**settings).check()
+    fields = {f.name for f in dataclasses.fields(EvalSettings)}
+    changes = {f"eval.{k}" if k in fields else k: v for k, v in settings.items()}
+    cfg = cfg.replace(**changes).check()
     data = (
         dataset
         if isinstance(dataset, Dataset)
-        else load_dataset(dataset or cfg.dataset, cfg.max_history)
+        else load_dataset(dataset or cfg.dataset, cfg.data.max_history)
     )
-    tasks = TaskBuilder(rec, data, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    tasks = TaskBuilder(
+        rec, data, identifiers, cfg.network.max_text_tokens, cfg.network.max_title_tokens
+    )
     samples = data.test_samples() if split == "test" else data.valid_samples()
-    seen = data.seen_items(samples) if cfg.exclude_history else None
+    seen = data.seen_items(samples) if cfg.eval.exclude_history else None
     return evaluate_samples(rec, tasks, identifiers, samples, cfg, desc=split, seen=seen)
 
 
@@ -385,7 +398,7 @@ class Recommender:
     def __init__(self, config: TrainConfig, model: Model, identifiers: Identifiers) -> None:
         self.config, self.model, self.identifiers = config, model, identifiers
         self.tables = TrieTables.of(identifiers, model.device)
-        self.exact = use_exact(config.eval_mode, model, identifiers.n_items)
+        self.exact = use_exact(config.eval.mode, model, identifiers.n_items)
         self._tasks = TaskBuilder(model, None, identifiers)
         ids = np.asarray(identifiers.item_ids, dtype=str)
         self._order = np.argsort(ids, kind="stable")
@@ -402,7 +415,7 @@ class Recommender:
             f"Recommender({self.identifiers.n_items} items, identifiers "
             f"{self.identifiers.n_levels} x {list(self.identifiers.codebook_sizes)}, "
             f"model {self.config.model!r} on {self.model.device}, "
-            f"history up to {self.config.max_history} items)"
+            f"history up to {self.config.data.max_history} items)"
         )
 
     @property
@@ -465,15 +478,15 @@ class Recommender:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         rows = self.indices(histories, indices)
-        width = self.config.max_history
+        width = self.config.data.max_history
         hist = np.full((len(rows), width), -1, dtype=np.int64)
         seen = np.full((len(rows), max((len(r) for r in rows), default=1)), -1, dtype=np.int64)
         for i, r in enumerate(rows):
             kept = r[-width:]
             hist[i, width - len(kept) :] = kept
             seen[i, : len(r)] = r
-        beams = max(k, self.config.beams)
-        step = batch_size or self.config.eval_batch_size
+        beams = max(k, self.config.eval.beams)
+        step = batch_size or self.config.eval.batch_size
         items = np.full((len(rows), k), -1, dtype=np.int64)
         scores = np.full((len(rows), k), -np.inf)
         for lo in range(0, len(rows), step):
@@ -561,8 +574,8 @@ def add_items(
     empty = [i for i, t in zip(ids, texts, strict=True) if not t.strip()]
     if empty:
         raise ValueError(f"item {empty[0]!r} has no text to map to an identifier")
-    width = beams or cfg.refine_beams
-    if cfg.tasks.get("item2id", 0) > 0:
+    width = beams or cfg.refine.beams
+    if cfg.schedule.tasks.get("item2id", 0) > 0:
         candidates, scores = _item2id_beams(rec, cfg, identifiers, records, width)
         how = "the run's item2id model"
     else:
@@ -614,7 +627,9 @@ def _item2id_beams(
     width: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates (n, width, L) and scores from the model's item2id prompt of each record."""
-    tasks = TaskBuilder(rec, None, identifiers, cfg.max_text_tokens, cfg.max_title_tokens)
+    tasks = TaskBuilder(
+        rec, None, identifiers, cfg.network.max_text_tokens, cfg.network.max_title_tokens
+    )
     middle = tasks.text_ids(records)  # the item2id prompt's item: its words...
     empty = np.flatnonzero(~(middle >= 0).any(1))
     if len(empty):
@@ -624,7 +639,7 @@ def _item2id_beams(
         middle = rec.vector_ids(np.arange(len(records)))
     candidates = np.zeros((len(records), width, identifiers.n_levels), dtype=np.int64)
     scores = np.full((len(records), width), -np.inf)
-    step = cfg.eval_batch_size
+    step = cfg.eval.batch_size
     for lo in range(0, len(records), step):
         found = beam_search(rec, tasks.item2id_prompts(middle[lo : lo + step]), width)
         candidates[lo : lo + step, : found.codes.shape[1]] = found.codes
@@ -640,7 +655,7 @@ def _text_mapper(
     if path.is_dir():
         return TextMapper.load(path)
     trained = Identifiers.load(run_dir / BEST / "index.json", sizes)
-    data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.max_history)
+    data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data.max_history)
     if list(data.item_ids) != list(trained.item_ids):
         raise ValueError(
             f"dataset {data.name!r} has other items than the run {run_dir} was trained on; "

@@ -255,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument(
         "settings",
         nargs="*",
-        help="evaluation settings as name=value: beams, eval_mode (auto, beam or exact), "
-        "eval_batch_size, exclude_history, device, threads",
+        help="evaluation settings as name=value: beams, mode (auto, beam or exact), "
+        "batch_size, exclude_history, device, threads",
     )
     evaluate.add_argument(
         "--json", action="store_true", help="print every metric as JSON, not one line"

@@ -432,32 +432,32 @@ def token_proposals(
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidates and scores of a token-level model for `items`: item2id beams, with the
-    seqrec evidence of `prefix_samples` as `config.refine_evidence` asks."""
+    seqrec evidence of `prefix_samples` as `config.refine.evidence` asks."""
     cand, scores = propose(
         model,
         tasks,
         items,
         identifiers,
-        config.refine_beams,
-        config.diversity,
-        config.eval_batch_size,
-        bool(config.keep_current),
+        config.refine.beams,
+        config.refine.diversity,
+        config.eval.batch_size,
+        bool(config.refine.keep_current),
         progress=progress,
     )
-    if config.refine_evidence != "item2id":
+    if config.refine.evidence != "item2id":
         if prefix_samples is None:
-            raise ValueError(f"refine_evidence={config.refine_evidence!r} needs prefix samples")
+            raise ValueError(f"refine_evidence={config.refine.evidence!r} needs prefix samples")
         seqrec = collaborative_scores(
             model,
             tasks,
             prefix_samples,
             items,
             cand,
-            config.refine_occurrences,
-            config.eval_batch_size,
+            config.refine.occurrences,
+            config.eval.batch_size,
             seed=[config.seed, round_],
         )
-        scores = combine_evidence(scores, seqrec, config.refine_evidence)
+        scores = combine_evidence(scores, seqrec, config.refine.evidence)
     return cand, scores
 
 
@@ -471,13 +471,13 @@ def refine_step(
 ) -> tuple[Identifiers, RefineReport]:
     """The levers of `config` on the proposals (free-only, margin), then `assign`; the
     report says how often the proposals regenerated the current identifiers."""
-    regen = regeneration(candidates[:, : config.refine_beams], identifiers.codes[items])
-    if config.refine_levels is not None:
-        scores = keep_levels(identifiers.codes[items], candidates, scores, config.refine_levels)
-    if config.refine_free_only:
+    regen = regeneration(candidates[:, : config.refine.beams], identifiers.codes[items])
+    if config.refine.levels is not None:
+        scores = keep_levels(identifiers.codes[items], candidates, scores, config.refine.levels)
+    if config.refine.free_only:
         scores = free_only(identifiers, items, candidates, scores)
-    if config.refine_margin is not None:
-        scores = gate_by_margin(scores, config.refine_margin)
+    if config.refine.margin is not None:
+        scores = gate_by_margin(scores, config.refine.margin)
     new, report = assign(identifiers, items, candidates, scores, seconds)
     return new, replace(report, regeneration=regen)
 
@@ -494,21 +494,21 @@ def refine(
     `config`'s evidence and levers (the loop shares the proposals out over its processes)."""
     start = time.perf_counter()
     if model.kind == "item":
-        windows = dataset.train_windows(config.max_history + 1)
+        windows = dataset.train_windows(config.data.max_history + 1)
         items, cand, scores = collaborative_proposals(
             model,
             tasks,
             windows,
             identifiers,
-            config.refine_beams,
-            bool(config.keep_current),
-            config.eval_batch_size,
-            config.refine_levels,
-            config.refine_contrast,
+            config.refine.beams,
+            bool(config.refine.keep_current),
+            config.eval.batch_size,
+            config.refine.levels,
+            config.refine.contrast,
             config.seed + round_,
         )
     else:
         items = tasks.alignment_items("item2id")
-        prefix = dataset.train_samples() if config.refine_evidence != "item2id" else None
+        prefix = dataset.train_samples() if config.refine.evidence != "item2id" else None
         cand, scores = token_proposals(model, tasks, items, identifiers, config, prefix, round_)
     return refine_step(identifiers, items, cand, scores, config, time.perf_counter() - start)

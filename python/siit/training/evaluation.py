@@ -33,14 +33,14 @@ def rank_samples(
     desc: str = "evaluate",
     seen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float]:
-    """First-hit rank of every sample's target in its top `config.beams` (-1: missed; rows
+    """First-hit rank of every sample's target in its top `config.eval.beams` (-1: missed; rows
     sharded over processes, ranks gathered in order), and the shares of invalid and of
     repeated beams. `seen` (N, S): items per sample that may not be recommended."""
     procs = procs or Processes()
     rows = procs.shard(len(samples))
-    exact = use_exact(config.eval_mode, rec, identifiers.n_items)
+    exact = use_exact(config.eval.mode, rec, identifiers.n_items)
     tables = TrieTables.of(identifiers, rec.device)
-    bs = config.eval_batch_size
+    bs = config.eval.batch_size
     ranks, invalid, repeated = [], 0.0, 0.0
     for lo in progress_bar(
         range(0, len(rows), bs), desc=desc, enabled=config.progress and procs.main
@@ -48,7 +48,7 @@ def rank_samples(
         part = rows[lo : lo + bs]
         prompt, _ = tasks.seqrec(samples.histories[part])
         exclude = None if seen is None else seen[part]
-        items, _ = top_items(rec, prompt, config.beams, tables, identifiers, exact, exclude)
+        items, _ = top_items(rec, prompt, config.eval.beams, tables, identifiers, exact, exclude)
         bad, rep = beam_validity(items)
         invalid += bad * items.size
         repeated += rep * items.size
@@ -57,7 +57,7 @@ def rank_samples(
         (np.concatenate(ranks) if ranks else np.zeros(0, np.int64), invalid, repeated)
     )
     all_ranks = np.concatenate([g[0] for g in gathered])
-    total = max(1, len(all_ranks) * config.beams)
+    total = max(1, len(all_ranks) * config.eval.beams)
     return (
         all_ranks,
         sum(g[1] for g in gathered) / total,
@@ -85,7 +85,9 @@ def evaluate_samples(
     out["invalid_share"], out["duplicate_share"] = invalid, repeated
     if moved is not None:
         out.update(split_by_moved(all_ranks, samples.targets, moved))
-    if (out["invalid_share"] or out["duplicate_share"]) and identifiers.n_items >= config.beams:
+    if (
+        out["invalid_share"] or out["duplicate_share"]
+    ) and identifiers.n_items >= config.eval.beams:
         log.error(
             "%s: %.4f of beams invalid, %.4f duplicate",
             desc,

@@ -70,7 +70,11 @@ class Trainer:
         self.run_dir = RunDir(output_dir)
         self.device = model.device
         self.tasks = TaskBuilder(
-            model, dataset, identifiers, config.max_text_tokens, config.max_title_tokens
+            model,
+            dataset,
+            identifiers,
+            config.network.max_text_tokens,
+            config.network.max_title_tokens,
         )
         self.samples = self._train_samples()
         self.valid = self._valid_samples()
@@ -90,10 +94,10 @@ class Trainer:
         no_decay = [p for n, p in model.model.named_parameters() if p.ndim <= 1]
         self.optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": decay, "weight_decay": config.schedule.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
-            lr=config.lr,
+            lr=config.schedule.lr,
         )
         self.state: dict[str, Any] = dict(
             round=0,
@@ -113,16 +117,16 @@ class Trainer:
 
     def _train_samples(self) -> Samples | Windows:
         if self.rec.kind in ("causal", "item"):
-            windows = self.dataset.train_windows(self.config.max_history + 1)
+            windows = self.dataset.train_windows(self.config.data.max_history + 1)
             log.info(
                 "training on %d windows of up to %d items (%d targets)",
                 len(windows),
-                self.config.max_history + 1,
+                self.config.data.max_history + 1,
                 int((windows.lengths() - 1).sum()),
             )
             return windows
         samples = self.dataset.train_samples()
-        cap = self.config.samples_per_user
+        cap = self.config.data.samples_per_user
         if cap is None:
             log.info("training on %d prefix samples", len(samples))
             return samples
@@ -142,7 +146,7 @@ class Trainer:
 
     def _valid_samples(self) -> Samples:
         samples = self.dataset.valid_samples()
-        cap = self.config.valid_users
+        cap = self.config.eval.valid_users
         if cap is None or cap >= len(samples):
             return samples
         rows = np.sort(
@@ -155,13 +159,13 @@ class Trainer:
         pools = {"seqrec": np.arange(len(self.samples))}
         for task in ("item2id", "id2item"):
             pools[task] = self.tasks.alignment_items(task)
-        return {t: p for t, p in pools.items() if self.config.tasks[t] > 0 and len(p)}
+        return {t: p for t, p in pools.items() if self.config.schedule.tasks[t] > 0 and len(p)}
 
     def _task_count(self, task: str, pool: np.ndarray) -> int:
-        return int(round(self.config.tasks[task] * len(pool)))
+        return int(round(self.config.schedule.tasks[task] * len(pool)))
 
     def steps_per_epoch(self) -> int:
-        b = self.config.batch_size
+        b = self.config.schedule.batch_size
         return sum(-(-self._task_count(t, p) // b) for t, p in self._pools().items())
 
     def epoch_plan(self, round_: int, epoch: int) -> list[tuple[str, np.ndarray]]:
@@ -170,7 +174,7 @@ class Trainer:
         batched with others of similar length, so that padding costs little. Depends only on
         (seed, round, epoch)."""
         rng = np.random.default_rng([self.config.seed, round_, epoch])
-        b = self.config.batch_size
+        b = self.config.schedule.batch_size
         batches = []
         for task, pool in self._pools().items():
             count = self._task_count(task, pool)
@@ -187,10 +191,10 @@ class Trainer:
     def cycle_epochs(self) -> int:
         """The epoch cap of each training cycle of the current round:
         `max_epochs_first_round` for round 0 when set."""
-        first = self.config.max_epochs_first_round
+        first = self.config.schedule.max_epochs_first_round
         if self.state["round"] == 0 and first is not None:
             return first
-        return self.config.max_epochs_per_round
+        return self.config.schedule.max_epochs_per_round
 
     def round_epochs(self) -> int:
         """The epoch (counted in the round) at which the current cycle ends at the latest."""
@@ -199,10 +203,10 @@ class Trainer:
     def lr_factor(self, step: int) -> float:
         """Learning-rate factor at a step of the cycle: linear warmup, then constant or a
         cosine decay over the cycle's epoch cap."""
-        warm = max(1, self.config.warmup_steps)
+        warm = max(1, self.config.schedule.warmup_steps)
         if step < warm:
             return (step + 1) / warm
-        if self.config.lr_schedule == "cosine":
+        if self.config.schedule.lr_schedule == "cosine":
             total = self.steps * self.cycle_epochs()
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
         return 1.0
@@ -224,10 +228,10 @@ class Trainer:
         epoch = self.state["epoch"] - self.state.get("cycle_epoch", 0)
         step = epoch * self.steps + self.state["step"]
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * self.lr_factor(step)
+            group["lr"] = self.config.schedule.lr * self.lr_factor(step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.rec.model.parameters(), self.config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.rec.model.parameters(), self.config.schedule.grad_clip)
         self.optimizer.step()
         total = losses.detach().sum() * share
         if self.procs.world > 1:
@@ -283,7 +287,7 @@ class Trainer:
         """Token-level models: each process proposes for its share of the items."""
         items = self.tasks.alignment_items("item2id")
         mine = items[self.procs.shard(len(items))]
-        needs_prefixes = self.config.refine_evidence != "item2id"
+        needs_prefixes = self.config.refine.evidence != "item2id"
         cand, scores = token_proposals(
             self.rec,
             self.tasks,
@@ -309,11 +313,11 @@ class Trainer:
             self.tasks,
             self.samples,
             self.identifiers,
-            self.config.refine_beams,
-            bool(self.config.keep_current),
-            self.config.eval_batch_size,
-            self.config.refine_levels,
-            self.config.refine_contrast,
+            self.config.refine.beams,
+            bool(self.config.refine.keep_current),
+            self.config.eval.batch_size,
+            self.config.refine.levels,
+            self.config.refine.contrast,
             self.config.seed + self.state["round"],
         )
         return self.procs.gather(found)[0]
@@ -338,7 +342,7 @@ class Trainer:
             "the occurrence evidence" if self.rec.kind == "item" else "item2id",
             100 * regen["top1"],
             100 * regen["topk"],
-            self.config.refine_beams,
+            self.config.refine.beams,
             regen["top1_prefix"],
         )
         log.info(
@@ -359,7 +363,7 @@ class Trainer:
         return report
 
     def evaluate(self, samples: Samples, desc: str) -> dict[str, float]:
-        seen = self.dataset.seen_items(samples) if self.config.exclude_history else None
+        seen = self.dataset.seen_items(samples) if self.config.eval.exclude_history else None
         return evaluate_samples(
             self.rec,
             self.tasks,
@@ -401,7 +405,7 @@ class Trainer:
         paired comparison with the previous round's best model on the same targets (its
         ranks are kept in the run directory, so a resumed run has them too)."""
         r = self.state["round"]
-        seen = self.dataset.seen_items(self.valid) if self.config.exclude_history else None
+        seen = self.dataset.seen_items(self.valid) if self.config.eval.exclude_history else None
         ranks, _, _ = rank_samples(
             self.rec,
             self.tasks,
@@ -452,15 +456,15 @@ class Trainer:
         counts = np.bincount(self.dataset.items[positions], minlength=self.dataset.n_items)
         out = {}
         for split, samples in (("valid", self.valid), ("test", self.dataset.test_samples())):
-            seen = self.dataset.seen_items(samples) if self.config.exclude_history else None
-            ranks = most_popular_ranks(counts, samples.targets, seen, self.config.beams)
+            seen = self.dataset.seen_items(samples) if self.config.eval.exclude_history else None
+            ranks = most_popular_ranks(counts, samples.targets, seen, self.config.eval.beams)
             out[split] = ranking_metrics(ranks)
         return out
 
     def consistency(self) -> dict[str, float] | None:
         """Semantic consistency of the current identifiers, for runs that refine."""
         config = self.config
-        if not (config.diagnostics and config.rounds > 0 and self.dataset.has_text):
+        if not (config.refine.diagnostics and config.rounds > 0 and self.dataset.has_text):
             return None
         if self._embeddings is None:
             texts = item_texts(self.dataset.item_text)
@@ -528,7 +532,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def _out_of_time(self) -> bool:
-        limit = self.config.max_minutes_per_round
+        limit = self.config.schedule.max_minutes_per_round
         # every rank takes rank 0's clock, so that all of them stop at the same epoch
         return limit is not None and self.procs.gather(self.state["round_seconds"])[0] >= 60 * limit
 
@@ -539,11 +543,11 @@ class Trainer:
         if state["epoch"] >= self.round_epochs() or self._out_of_time():
             return True
         curve = state["curve"]
-        if config.patience is None or not curve:
+        if config.schedule.patience is None or not curve:
             return False
         best = max(range(len(curve)), key=lambda i: (curve[i]["ndcg@10"], -i))
         since = len(curve) - 1 - max(best, state.get("cycle_curve", 0) - 1)
-        return since >= config.patience
+        return since >= config.schedule.patience
 
     def _next_cycle(self) -> None:
         """Restart from the round's best weights with a fresh optimizer, warmup and
@@ -560,7 +564,7 @@ class Trainer:
             "round %d: cycle %d of %d starts at epoch %d from the round's best weights",
             state["round"],
             state["cycle"] + 1,
-            self.config.cycles,
+            self.config.schedule.cycles,
             state["epoch"] + 1,
         )
 
@@ -611,11 +615,11 @@ class Trainer:
                 while not self._cycle_done():
                     self.run_epoch()
                     state["round_seconds"] = time.perf_counter() - started
-                    if state["epoch"] % config.eval_every == 0 or self._cycle_done():
+                    if state["epoch"] % config.eval.every == 0 or self._cycle_done():
                         self.validate()
                     state["round_seconds"] = time.perf_counter() - started
                     self.save_checkpoint()
-                if state.get("cycle", 0) + 1 >= config.cycles or self._out_of_time():
+                if state.get("cycle", 0) + 1 >= config.schedule.cycles or self._out_of_time():
                     break
                 self._next_cycle()
                 self.save_checkpoint()

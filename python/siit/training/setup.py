@@ -47,7 +47,7 @@ def make_tokenizer(name: str, levels: int, codebook_size: int, seed: int, **opti
 
 
 def check_dataset(config: TrainConfig, dataset: Dataset) -> None:
-    alignment = [t for t in ("item2id", "id2item") if config.tasks.get(t, 0) > 0]
+    alignment = [t for t in ("item2id", "id2item") if config.schedule.tasks.get(t, 0) > 0]
     if not alignment:
         return
     fields = {"item2id": None, "id2item": "title"}
@@ -80,12 +80,15 @@ def check_fits(model: Model, identifiers: Identifiers, config: TrainConfig) -> N
     fit the model's positions."""
     if model.kind == "item":
         limit = model.model.backbone.config.max_position_embeddings
-        if tuple(identifiers.codebook_sizes) != model.codebook_sizes or config.max_history >= limit:
+        if (
+            tuple(identifiers.codebook_sizes) != model.codebook_sizes
+            or config.data.max_history >= limit
+        ):
             raise ValueError(
                 f"bad configuration: an item-level model of codebook sizes "
                 f"{list(model.codebook_sizes)} and {limit} positions cannot read identifiers of "
-                f"sizes {list(identifiers.codebook_sizes)} after {config.max_history} items of "
-                "history (model_options.max_items)"
+                f"sizes {list(identifiers.codebook_sizes)} after {config.data.max_history} "
+                "items of history (network.options.max_items)"
             )
         return
     if tuple(identifiers.codebook_sizes) != model.codebook_sizes:
@@ -94,9 +97,9 @@ def check_fits(model: Model, identifiers: Identifiers, config: TrainConfig) -> N
             f"do not fit the model's identifier tokens {list(model.codebook_sizes)}"
         )
     limit = getattr(model.model.config, "max_position_embeddings", None)
-    longest = (config.max_history + 1) * identifiers.n_levels + 64
+    longest = (config.data.max_history + 1) * identifiers.n_levels + 64
     if limit is not None and longest > limit:
         raise ValueError(
-            f"bad configuration: a history of {config.max_history} items x "
+            f"bad configuration: a history of {config.data.max_history} items x "
             f"{identifiers.n_levels} tokens needs about {longest} positions, the model has {limit}"
         )

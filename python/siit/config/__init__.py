@@ -1,0 +1,51 @@
+"""`TrainConfig`: every setting of a run in sections (data, identifiers, network, schedule,
+refine, eval) under a dozen everyday fields, checked before any work starts, and read from
+TOML, YAML or JSON files (as data: no code is evaluated)."""
+
+from .sections import (
+    BASELINE_EPOCHS,
+    ITEM_BASELINE_EPOCHS,
+    SECTIONS,
+    TASKS,
+    DataSettings,
+    EvalSettings,
+    IdentifierSettings,
+    NetworkSettings,
+    RefineSettings,
+    ScheduleSettings,
+    check_task_weights,
+)
+from .train_config import (
+    DEFAULT_CODEBOOK_SIZES,
+    ITEM_LEVEL,
+    OBJECT,
+    REFINE_PRESETS,
+    RENAMED,
+    TOKENIZERS,
+    TrainConfig,
+    is_item_level,
+    parse_override,
+)
+
+__all__ = [
+    "BASELINE_EPOCHS",
+    "DEFAULT_CODEBOOK_SIZES",
+    "ITEM_BASELINE_EPOCHS",
+    "ITEM_LEVEL",
+    "OBJECT",
+    "REFINE_PRESETS",
+    "RENAMED",
+    "SECTIONS",
+    "TASKS",
+    "TOKENIZERS",
+    "DataSettings",
+    "EvalSettings",
+    "IdentifierSettings",
+    "NetworkSettings",
+    "RefineSettings",
+    "ScheduleSettings",
+    "TrainConfig",
+    "check_task_weights",
+    "is_item_level",
+    "parse_override",
+]

@@ -1,0 +1,375 @@
+"""`TrainConfig`: every setting of a run in sections (data, identifiers, network, schedule,
+refine, eval) under a dozen everyday fields, checked before any work starts, and read from
+TOML, YAML or JSON files (as data: no code is evaluated).
+
+A setting is named by its section and field (`refine.margin`): keyword arguments take a
+section as a dict (`TrainConfig(refine={"margin": 0.5})`), files as a table and the command
+line as a dotted name (`siit train refine.margin=0.5`). The flat names of earlier versions
+(`refine_margin`) still work with a FutureWarning that gives the new name."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..files import read_text
+from .sections import (
+    BASELINE_EPOCHS,
+    ITEM_BASELINE_EPOCHS,
+    SECTIONS,
+    DataSettings,
+    EvalSettings,
+    IdentifierSettings,
+    NetworkSettings,
+    RefineSettings,
+    ScheduleSettings,
+    _integers,
+    _one_of,
+    _setting,
+)
+
+TOKENIZERS = ("rqvae", "letter", "cid", "random")
+# CID splits the co-occurrence graph into a few dozen clusters per level; the others
+# quantize embeddings with the 256-code codebooks of TIGER and LETTER.
+DEFAULT_CODEBOOK_SIZES = {"cid": 32}
+# Refinement presets: the values that a run with rounds > 0 takes for every setting left at
+# None. "conservative" is the best arm of the equal-budget grid (benches/results/siit.md,
+# "conservative uneven"); "paper" is the method as published. The epoch caps apply only
+# when neither schedule cap is set: with rounds=2 both train at most 60 epochs in all.
+REFINE_PRESETS: dict[str, dict[str, Any]] = {
+    "conservative": {
+        "schedule.tasks": {"seqrec": 1.0, "item2id": 0.25, "id2item": 0.0},
+        "refine.keep_current": True,
+        "refine.evidence": "both",
+        "refine.free_only": True,
+        "refine.margin": 0.5,
+        "schedule.max_epochs_first_round": 40,
+        "schedule.max_epochs_per_round": 10,
+    },
+    "paper": {
+        "schedule.tasks": {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0},
+        "refine.keep_current": False,
+        "refine.evidence": "item2id",
+        "refine.free_only": False,
+        "refine.margin": None,
+        "schedule.max_epochs_first_round": None,
+        "schedule.max_epochs_per_round": 20,
+    },
+}
+# Item-level presets (one position per item; siit.models.item_level) are named "item-...".
+ITEM_LEVEL = "item-"
+
+
+def is_item_level(model: str) -> bool:
+    """Whether a model setting names an item-level preset."""
+    return model.startswith(ITEM_LEVEL)
+
+
+# Marks a dataset, tokenizer or model that was passed to `siit.train` as an object.
+OBJECT = "object:"
+
+
+# The flat names of earlier versions and where each setting lives now.
+RENAMED = {
+    **{n: f"data.{n}" for n in ("max_history", "samples_per_user")},
+    **{n: f"identifiers.{n}" for n in ("levels", "codebook_size")},
+    "tokenizer_options": "identifiers.options",
+    "model_options": "network.options",
+    **{
+        n: f"network.{n}"
+        for n in "gguf_file dtype text_vocab_size max_text_tokens max_title_tokens "
+        "item2id_input item2id_vector_tokens".split()
+    },
+    **{
+        n: f"schedule.{n}"
+        for n in "tasks max_epochs_per_round max_epochs_first_round patience cycles "
+        "max_minutes_per_round batch_size lr lr_schedule warmup_steps weight_decay "
+        "grad_clip".split()
+    },
+    **{
+        f"refine_{n}": f"refine.{n}"
+        for n in "beams margin evidence free_only contrast levels occurrences".split()
+    },  # fmt: skip
+    **{n: f"refine.{n}" for n in ("diversity", "keep_current", "diagnostics")},
+    **{n: f"eval.{n}" for n in ("beams", "valid_users", "exclude_history")},
+    "eval_mode": "eval.mode",
+    "eval_batch_size": "eval.batch_size",
+    "eval_every": "eval.every",
+}
+
+
+_FRESH = "__fresh__"  # marks a refine section given as a preset name
+
+
+def _nest(values: Mapping[str, Any], warn: bool) -> dict[str, Any]:
+    """Settings as given (sections as dicts or objects, dotted names, old flat names, a
+    preset name for `refine`) as {top-level name: value or {field: value} of a section}."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        path = RENAMED.get(key, key)
+        if path != key and warn:
+            warnings.warn(
+                f"setting {key!r} is now {path!r} (TrainConfig({path.split('.')[0]}="
+                f"{{{path.split('.')[1]!r}: ...}}), {path}=... in files and on the command "
+                "line); the old name will go",
+                FutureWarning,
+                stacklevel=4,
+            )
+        name, _, inner = path.partition(".")
+        if path == "refine" and isinstance(value, str):  # a preset name: a fresh section
+            out["refine"] = {**out.get("refine", {}), "preset": value, _FRESH: True}
+        elif inner:
+            if name not in SECTIONS or "." in inner:
+                raise ValueError(f"unknown setting {key!r}; sections: {list(SECTIONS)}")
+            out.setdefault(name, {})[inner] = value
+        elif name in SECTIONS and isinstance(value, Mapping):
+            out.setdefault(name, {}).update(value)
+        else:
+            out[name] = value
+    return out
+
+
+@dataclass(init=False)
+class TrainConfig:
+    """Settings of `siit.train`. The defaults are the embedded CPU demo: MovieLens-100K,
+    CID identifiers (3 x 32), the item-level item-mini preset trained on every position of
+    each user's windows until validation NDCG@10 stops improving. SIIT's refinement rounds
+    are opt-in (`rounds`); with rounds, every `refine` lever left at None takes the
+    preset's value.
+
+    `TrainConfig(**settings)` and `replace(**settings)` take top-level fields, sections as
+    dicts (merged into the current section) or objects, dotted names (`**{"refine.margin":
+    0.5}`) and `refine="paper"` (a fresh refine section with that preset)."""
+
+    dataset: str = _setting(
+        "movielens", '"movielens", "synthetic" or a dataset path for Dataset.load'
+    )
+    tokenizer: str = _setting(
+        "cid", 'initial identifiers: "cid", "rqvae", "letter", "random" or an identifiers file'
+    )
+    model: str = _setting(
+        "item-mini",
+        "a preset (item-mini, gpt-mini, t5-mini, ...), a Hugging Face name or a directory",
+    )
+    rounds: int = _setting(
+        0, "refinement rounds after round 0 (0: the baseline on the initial identifiers)"
+    )
+    seed: int = _setting(0, "seed of the tokenizer, model, batches and validation subset")
+    device: str = _setting("auto", '"auto" (cuda if any), "cpu", "cuda", "cuda:1", ...')
+    threads: int | None = _setting(None, "torch CPU threads; None: torch's default")
+    output_dir: str | None = _setting(
+        None, "the run directory; None: runs/<dataset>-<tokenizer>-r<rounds>-s<seed>-<time>"
+    )
+    progress: bool = _setting(True, "progress bars on a terminal")
+    data: DataSettings = _setting(DataSettings, "what one sample holds")
+    identifiers: IdentifierSettings = _setting(IdentifierSettings, "the initial identifiers")
+    network: NetworkSettings = _setting(NetworkSettings, "the model beyond its preset")
+    schedule: ScheduleSettings = _setting(ScheduleSettings, "tasks, epochs and optimizer")
+    refine: RefineSettings = _setting(RefineSettings, "SIIT's refinement levers")
+    eval: EvalSettings = _setting(EvalSettings, "validation and test")
+
+    def __init__(self, **settings: Any) -> None:
+        for f in dataclasses.fields(self):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            setattr(self, f.name, default)
+        self._apply(_nest(settings, warn=True))
+
+    def _apply(self, nested: dict[str, Any]) -> None:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(nested) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
+        for name, value in nested.items():
+            kind = SECTIONS.get(name)
+            if kind is None or isinstance(value, kind):
+                setattr(self, name, value)
+                continue
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{name} must be a table of settings, got {value!r}")
+            value = dict(value)
+            base = kind() if value.pop(_FRESH, False) else getattr(self, name)
+            fields = {f.name for f in dataclasses.fields(kind)}
+            bad = sorted(set(value) - fields)
+            if bad:
+                raise ValueError(
+                    f"unknown setting(s) {[f'{name}.{b}' for b in bad]}; the {name} section "
+                    f"has {sorted(fields)}"
+                )
+            setattr(self, name, dataclasses.replace(base, **value))
+
+    # -- checks --------------------------------------------------------------------------
+
+    def check(self) -> TrainConfig:
+        """Resolve the preset, then raise ValueError naming the first bad setting; return
+        self."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"bad configuration: {message}")
+
+        ids, sched, refine, item = self.identifiers, self.schedule, self.refine, self.item_level
+        if ids.codebook_size is None:
+            ids.codebook_size = DEFAULT_CODEBOOK_SIZES.get(self.tokenizer, 256)
+        _one_of(need, refine.preset, "refine.preset", tuple(REFINE_PRESETS))
+        self._resolve_preset()
+        _integers(need, self, "", "rounds seed", 0)
+        _integers(need, self, "", "threads", 1, optional=True)
+        self.data.check(need)
+        ids.check(need)
+        self.network.check(need)
+        sched.check(need)
+        refine.check(need, item)
+        self.eval.check(need)
+        need(
+            self.tokenizer in TOKENIZERS
+            or self.tokenizer.startswith(OBJECT)
+            or Path(self.tokenizer).is_file(),
+            f"tokenizer must be one of {list(TOKENIZERS)} or an identifiers file, "
+            f"got {self.tokenizer!r}",
+        )
+        tasks = sched.tasks
+        if item:
+            need(
+                tasks["item2id"] == 0 and tasks["id2item"] == 0,
+                f"item-level models ({self.model}) train seqrec alone; set "
+                "schedule.tasks.item2id and schedule.tasks.id2item to 0",
+            )
+            need(
+                refine.evidence == "seqrec",
+                f"item-level models ({self.model}) refine from seqrec evidence (where the model "
+                f"expects each item), got refine.evidence={refine.evidence!r}",
+            )
+            need(
+                self.network.item2id_input == "text",
+                "network.item2id_input='embedding' needs a token-level model with item2id",
+            )
+        need(
+            item or self.rounds == 0 or tasks["item2id"] > 0,
+            f"rounds={self.rounds} refine identifiers from the item2id prompt, but the item2id "
+            "task has no weight; give it one (schedule.tasks.item2id) or set rounds=0",
+        )
+        need(
+            self.network.item2id_input == "text" or tasks["item2id"] > 0,
+            "network.item2id_input='embedding' feeds the item2id task, which has no weight; "
+            "give it one (schedule.tasks.item2id) or leave item2id_input='text'",
+        )
+        return self
+
+    @property
+    def item_level(self) -> bool:
+        return is_item_level(self.model)
+
+    def _resolve_preset(self) -> None:
+        """Fill the settings left at None: from the refine preset for a run with rounds,
+        and seqrec alone with the baseline's epoch cap for a run without."""
+        preset = REFINE_PRESETS[self.refine.preset]
+        sched, refine = self.schedule, self.refine
+        if self.rounds == 0:
+            if sched.tasks is None:
+                sched.tasks = {"seqrec": 1.0}
+            if sched.max_epochs_per_round is None:
+                sched.max_epochs_per_round = (
+                    ITEM_BASELINE_EPOCHS if self.item_level else BASELINE_EPOCHS
+                )
+        elif sched.max_epochs_per_round is None and sched.max_epochs_first_round is None:
+            sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
+            sched.max_epochs_first_round = preset["schedule.max_epochs_first_round"]
+        elif sched.max_epochs_per_round is None:
+            sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
+        if self.item_level:  # no text to align: seqrec alone, and its evidence
+            if sched.tasks is None:
+                sched.tasks = {"seqrec": 1.0}
+            if refine.evidence is None:
+                refine.evidence = "seqrec"
+        for path in ("schedule.tasks", "refine.keep_current", "refine.evidence",
+                     "refine.free_only"):  # fmt: skip
+            section, name = path.split(".")
+            if getattr(getattr(self, section), name) is None:
+                setattr(getattr(self, section), name, copy.deepcopy(preset[path]))
+        # a baseline keeps no margin, so that keep_current=False alone stays valid there
+        if refine.margin is None and self.rounds > 0:
+            refine.margin = preset["refine.margin"]
+
+    # -- files ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], warn: bool = True) -> TrainConfig:
+        """Settings as `to_dict` writes them, or in any form `TrainConfig()` takes; `warn`
+        False reads the flat names of older run directories without a warning."""
+        config = cls()
+        config._apply(_nest(values, warn))
+        return config
+
+    @classmethod
+    def from_run(cls, path: str | Path) -> TrainConfig:
+        """The settings a run directory's config.json recorded (flat names before the
+        sections). Runs written before the refinement presets recorded every lever, a
+        margin of None meaning no gate: they read as the "paper" preset, whose margin is
+        None too."""
+        values = json.loads(read_text(Path(path) / "config.json"))
+        values.setdefault("refine", {})
+        if isinstance(values["refine"], Mapping):
+            values["refine"] = {"preset": "paper", **values["refine"]}
+        return cls.from_dict(values, warn=False)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """A `.toml`, `.yaml`/`.yml` or `.json` file of settings (a `[train]` table or the
+        top level; sections as tables or dotted keys)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        text = read_text(path)
+        try:
+            if path.suffix == ".toml":
+                try:
+                    import tomllib
+                except ImportError:  # Python 3.10
+                    import tomli as tomllib
+
+                values = tomllib.loads(text)
+            elif path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                values = yaml.safe_load(text) or {}
+            elif path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                raise ValueError("use .toml, .yaml, .yml or .json")
+        except Exception as err:  # noqa: BLE001 - parse errors of three libraries
+            raise ValueError(f"config file {path}: {err}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"config file {path}: expected a table of settings")
+        values = values.get("train", values)
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config file {path}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied (in any form `TrainConfig()` takes)."""
+        out = copy.deepcopy(self)
+        out._apply(_nest(changes, warn=True))
+        return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`name=value` from the command line (`rounds=2`, `refine.margin=0.5`); the value is
+    read as JSON (numbers, booleans, null, lists, objects) and otherwise kept as a string."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like name=value")
+    name, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip().replace("-", "_"), value
