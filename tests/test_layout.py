@@ -1,5 +1,6 @@
-"""The package's shape: its modules' top-level imports form no cycle (imports inside a
-function, which run on first use, and `TYPE_CHECKING` blocks do not count)."""
+"""The package's shape: its modules' imports form no cycle, whether they run on import or
+inside a function on first use (`TYPE_CHECKING` blocks do not count); no module is much
+over 400 lines."""
 
 import ast
 from pathlib import Path
@@ -14,13 +15,20 @@ def _name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(path: Path, modules: set[str]) -> set[str]:
-    """The package modules that `path` imports when it is imported."""
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The package modules that `path` imports, at the top or inside functions."""
     name = _name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
     found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
             continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name in modules}
@@ -41,7 +49,7 @@ def _top_level_imports(path: Path, modules: set[str]) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     paths = sorted(PACKAGE.rglob("*.py"))
     modules = {_name(p) for p in paths}
-    return {_name(p): _top_level_imports(p, modules) for p in paths}
+    return {_name(p): _imports(p, modules) for p in paths}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -69,7 +77,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_sees_real_edges():
     graph = _graph()
     assert "siit.data.dataset" in graph["siit.data"]
-    assert "siit.data.dataset" in graph["siit.data.tables"]
+    assert "siit.data.tables" in graph["siit.data.dataset"]  # inside a constructor
+    assert "siit.data.dataset" not in graph["siit.data.tables"]  # for type checking only
     assert "siit.models" in graph["siit.decoding"]
     # a hand-made circle is found
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
@@ -78,3 +87,20 @@ def test_the_import_graph_sees_real_edges():
 def test_no_module_imports_in_a_circle():
     cycle = _cycle(_graph())
     assert cycle is None, " -> ".join(cycle or [])
+
+
+# Modules still over the limit, with their size when this list was written: each may
+# shrink, none may grow, and no other module may pass the limit.
+LIMIT = 420
+OVER = {
+    "siit.api": 709,
+    "siit.models.token_level": 613,
+    "siit.refine": 514,
+    "siit.models.item_level": 449,
+}
+
+
+def test_no_module_is_much_over_400_lines():
+    sizes = {_name(p): len(p.read_text().splitlines()) for p in sorted(PACKAGE.rglob("*.py"))}
+    over = {n: s for n, s in sizes.items() if s > LIMIT and s > OVER.get(n, 0)}
+    assert not over, f"modules over {LIMIT} lines: {over}"

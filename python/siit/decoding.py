@@ -17,7 +17,6 @@ whole vocabulary, where the two front ends above use each level's softmax.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
@@ -28,8 +27,7 @@ import torch
 from ._core import IdentifierTrie
 from .identifiers import Identifiers
 from .models import NEG_INF, ItemRecModel, Model, RecModel
-from .shared_prompt import SharedPromptSteps
-from .shared_prompt import supports as supports_shared_prompt
+from .steps import steps_for
 
 
 class TrieTables:
@@ -146,120 +144,6 @@ class BeamResult:
         self.codes, self.scores, self.items = codes, scores, items
 
 
-def _cache_of(out: Any) -> Any:
-    """The KV cache of a model output (`cache` in recent transformers, `past_key_values`
-    before)."""
-    cache = out.get("cache")
-    return out.get("past_key_values") if cache is None else cache
-
-
-def _cache_arg(net: Any) -> str:
-    params = inspect.signature(net.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _first_step(model: RecModel, prompt: np.ndarray) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Run the prompt; return the model output and what later steps need."""
-    net = model.model
-    inputs = model.inputs(prompt)
-    if model.kind == "seq2seq":
-        encoder = net.get_encoder()(**inputs)  # input ids or embeddings, and the mask
-        state = {"hidden": encoder.last_hidden_state, "mask": inputs["attention_mask"]}
-        start = torch.full(
-            (len(prompt), 1), int(net.config.decoder_start_token_id), device=model.device
-        )
-        out = net(
-            encoder_outputs=(state["hidden"],),
-            attention_mask=state["mask"],
-            decoder_input_ids=start,
-            use_cache=True,
-        )
-    else:
-        state = {"mask": inputs["attention_mask"], "pos": inputs["position_ids"][:, -1:]}
-        out = net(**inputs, use_cache=True, logits_to_keep=1)
-    return out, state
-
-
-def _next_step(
-    model: RecModel,
-    state: dict[str, torch.Tensor],
-    past: Any,
-    beam_idx: torch.Tensor,
-    tokens: torch.Tensor,
-    step: int,
-) -> Any:
-    """Feed the chosen tokens (B*K, 1) of step `step` (0-based) to the reordered beams."""
-    net = model.model
-    past.reorder_cache(beam_idx)
-    cache = {_cache_arg(net): past}
-    state["mask"] = state["mask"][beam_idx]
-    if model.kind == "seq2seq":
-        state["hidden"] = state["hidden"][beam_idx]
-        return net(
-            encoder_outputs=(state["hidden"],),
-            attention_mask=state["mask"],
-            decoder_input_ids=tokens,
-            use_cache=True,
-            **cache,
-        )
-    state["pos"] = state["pos"][beam_idx]
-    state["mask"] = torch.cat([state["mask"], torch.ones_like(tokens)], dim=1)
-    return net(
-        input_ids=tokens,
-        attention_mask=state["mask"],
-        position_ids=state["pos"] + step + 1,
-        use_cache=True,
-        **cache,
-    )
-
-
-class _TokenSteps:
-    """Level log-probs of a token-level model, one identifier token at a time on its KV
-    cache."""
-
-    def __init__(self, model: RecModel, prompt: np.ndarray) -> None:
-        self.model = model
-        self.out, self.state = _first_step(model, prompt)
-
-    def first(self) -> torch.Tensor:
-        """Level 0's log-probs (B, V_0) after each prompt."""
-        return self.model.level_log_probs(self.out.logits[:, -1], 0)
-
-    def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
-        """Level `level + 1`'s log-probs (B', V) of the beams that continue row `beam_idx`
-        (B',) of the previous step with level `level`'s `codes` (B',)."""
-        tokens = (codes + int(self.model.level_offsets[level])).view(-1, 1)
-        self.out = _next_step(self.model, self.state, _cache_of(self.out), beam_idx, tokens, level)
-        return self.model.level_log_probs(self.out.logits[:, -1], level + 1)
-
-
-class _ItemSteps:
-    """The same steps for an item-level model: one hidden state per history, and a query
-    that takes in the codes chosen so far."""
-
-    def __init__(self, model: ItemRecModel, prompt: np.ndarray) -> None:
-        self.net = model.model
-        self.query = model.last_hidden(prompt)
-
-    def first(self) -> torch.Tensor:
-        return self.net.level_log_probs(self.query, 0)
-
-    def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
-        self.query = self.net.condition(self.query[beam_idx], codes + self.net.offsets[level])
-        return self.net.level_log_probs(self.query, level + 1)
-
-
-def _steps(model: Model, prompt: np.ndarray, shared_prompt: bool) -> Any:
-    """The step interface of `model`: item-level, token-level with the prompt's keys/values
-    shared by a user's beams (`shared_prompt.SharedPromptSteps`, where the architecture has
-    it), or token-level on transformers' per-beam cache."""
-    if model.kind == "item":
-        return _ItemSteps(model, prompt)
-    if shared_prompt and supports_shared_prompt(model):
-        return SharedPromptSteps(model, prompt)
-    return _TokenSteps(model, prompt)
-
-
 def _score_dtype(model: Model) -> torch.dtype:
     dtype = next(model.model.parameters()).dtype
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -275,7 +159,7 @@ def candidate_log_probs(
     b, k, levels = codes.shape
     c = torch.as_tensor(codes, device=model.device)
     with model.evaluating():
-        steps = _steps(model, prompt, shared_prompt)
+        steps = steps_for(model, prompt, shared_prompt)
         total = steps.first().gather(1, c[:, :, 0]).double()
         rows = torch.arange(b, device=model.device).repeat_interleave(k)
         for t in range(1, levels):
@@ -311,7 +195,7 @@ def beam_search(
     if exclude is not None and tables is None:
         raise ValueError("exclude needs trie tables: items exist only in a trie")
     with model.evaluating():
-        steps = _steps(model, prompt, shared_prompt)
+        steps = steps_for(model, prompt, shared_prompt)
         logp_next = steps.first()
         b, device = len(prompt), model.device
         row = torch.arange(b, device=device)[:, None]

@@ -1,8 +1,11 @@
-"""The table, Hugging Face and Amazon loaders, which live in `siit.data` (`tables`, `hf`,
-`amazon`); their names stay importable from here."""
+"""The table, Hugging Face and Amazon loaders under their old import path; they are
+`Dataset`'s constructors (`siit.data`)."""
 
-from .data.amazon import from_amazon
-from .data.hf import from_hf
-from .data.tables import from_interactions, from_table
+from .data.dataset import Dataset
+
+from_amazon = Dataset.from_amazon
+from_hf = Dataset.from_hf
+from_interactions = Dataset.from_interactions
+from_table = Dataset.from_table
 
 __all__ = ["from_amazon", "from_hf", "from_interactions", "from_table"]

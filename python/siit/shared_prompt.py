@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def _attention(
 
 
 @cache
-def _register() -> None:
+def register() -> None:
     """Registers the attention function, on first use: importing transformers' modeling
     code costs seconds that `siit evaluate` of an item-level run should not pay."""
     from transformers import AttentionInterface
@@ -120,7 +119,7 @@ def _register() -> None:
 
 
 @contextmanager
-def _attention_implementation(configs: list[Any], name: str) -> Iterator[None]:
+def attention_implementation(configs: list[Any], name: str) -> Iterator[None]:
     """The `configs` of a model set to attention `name` for the block."""
     before = [c._attn_implementation for c in configs]
     try:
@@ -135,80 +134,3 @@ def _attention_implementation(configs: list[Any], name: str) -> Iterator[None]:
 def supports(model: RecModel) -> bool:
     """Whether `model`'s architecture has the shared-prompt steps."""
     return getattr(model.model.config, "model_type", None) in SUPPORTED
-
-
-class SharedPromptSteps:
-    """`decoding._TokenSteps` with the prompt's keys/values once per user."""
-
-    def __init__(self, model: RecModel, prompt: np.ndarray) -> None:
-        from transformers import DynamicCache
-
-        from .decoding import _cache_arg, _cache_of, _first_step
-
-        _register()
-        self.model, self.net = model, model.model
-        # every config of the network (T5 stacks hold copies), found once, not every step
-        self.configs = list(
-            {id(m.config): m.config for m in self.net.modules() if hasattr(m, "config")}.values()
-        )
-        out, state = _first_step(model, prompt)
-        self.logits = out.logits[:, -1]
-        cache = _cache_of(out)
-        if model.kind == "seq2seq":
-            # the decoder's start token stays in the per-beam cache; the cross-attention
-            # keys/values are the shared part
-            cross = cache.cross_attention_cache
-            self.prompt = SharedPrompt(
-                [layer.keys for layer in cross.layers],
-                [layer.values for layer in cross.layers],
-                state["mask"],
-                frozenset(id(block.layer[1].EncDecAttention) for block in self.net.decoder.block),
-            )
-            self.cache = cache
-            self.beams = cache.self_attention_cache
-            # stands in for the encoder output the decoder no longer reads: its keys and
-            # values come from the cache (marked as computed), one row broadcast per beam
-            self.encoder = state["hidden"][:1, :1]
-        else:
-            self.prompt = SharedPrompt(
-                [layer.keys for layer in cache.layers],
-                [layer.values for layer in cache.layers],
-                state["mask"],
-            )
-            self.cache = self.beams = DynamicCache()
-            self.pos = state["pos"]  # (B, 1) position of each prompt's last token
-        self.rows = self.prompt.users  # beam rows of the previous step
-        self.cache_arg = _cache_arg(self.net)
-
-    def first(self) -> torch.Tensor:
-        return self.model.level_log_probs(self.logits, 0)
-
-    def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
-        model, b = self.model, self.prompt.users
-        rows = len(beam_idx)
-        k_old, k = self.rows // b, rows // b
-        user = torch.arange(rows, device=beam_idx.device) // k
-        if rows % b or not bool(torch.equal(beam_idx // k_old, user)):
-            raise RuntimeError("shared-prompt beams must be user-major, K rows per user")
-        if self.beams.get_seq_length() > 0:
-            self.beams.reorder_cache(beam_idx)
-        self.rows = rows
-        tokens = (codes + int(model.level_offsets[level])).view(-1, 1)
-        with _attention_implementation(self.configs, ATTENTION):
-            if model.kind == "seq2seq":
-                out = self.net(
-                    encoder_outputs=(self.encoder.expand(rows, -1, -1),),
-                    decoder_input_ids=tokens,
-                    **{self.cache_arg: self.cache},
-                    use_cache=True,
-                    siit_prompt=self.prompt,
-                )
-            else:
-                out = self.net(
-                    input_ids=tokens,
-                    position_ids=self.pos[user] + level + 1,
-                    **{self.cache_arg: self.cache},
-                    use_cache=True,
-                    siit_prompt=self.prompt,
-                )
-        return model.level_log_probs(out.logits[:, -1], level + 1)

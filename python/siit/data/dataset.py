@@ -232,25 +232,52 @@ class Dataset:
     # -- loaders -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, source: str | Path, **options: Any) -> Dataset:
-        """A dataset by name or folder; see `siit.data.load`."""
-        from . import load
+    def load(cls, source: str | Path, max_history: int = 20, **options: Any) -> Dataset:
+        """A dataset by name or folder: "movielens" or "ml-100k" (MovieLens-100K from the
+        recbole wheel), "synthetic" (clustered test data), a folder of MovieLens files
+        (`u.data` or `ml-100k.inter`), or a folder in the LC-Rec JSON layout (`options` go to
+        `from_json`)."""
+        name = str(source).lower()
+        if name in ("movielens", "ml-100k"):
+            return cls.movielens(None, max_history)
+        if name == "synthetic":
+            return cls.synthetic(max_history=max_history)
+        folder = Path(source)
+        if (folder / "u.data").exists() or (folder / "ml-100k.inter").exists():
+            return cls.movielens(folder, max_history)
+        return cls.from_json(folder, max_history=max_history, **options)
 
-        return load(source, **options)
+    # Each format lives in its own module, which builds a `cls` and never imports this one.
 
     @classmethod
     def from_json(cls, path: str | Path, **options: Any) -> Dataset:
         """The LC-Rec/LETTER JSON layout of a folder; see `siit.data.lcrec.from_json`."""
         from .lcrec import from_json
 
-        return from_json(path, **options)
+        return from_json(cls, path, **options)
 
     @classmethod
     def movielens(cls, path: str | Path | None = None, max_history: int = 20) -> Dataset:
         """MovieLens-100K; see `siit.data.movielens.movielens`."""
         from .movielens import movielens
 
-        return movielens(path, max_history)
+        return movielens(cls, path, max_history)
+
+    @classmethod
+    def from_interactions(
+        cls,
+        users: Any,
+        items: Any,
+        timestamps: Any,
+        item_text: Any,
+        name: str = "dataset",
+        **options: Any,
+    ) -> Dataset:
+        """From parallel arrays of user ids, item ids and timestamps and a mapping of item
+        id -> text fields; see `siit.data.tables.from_interactions` (k_core, dedup, ...)."""
+        from .tables import from_interactions
+
+        return from_interactions(cls, users, items, timestamps, item_text, name, **options)
 
     @classmethod
     def from_table(cls, interactions: Any, items: Any = None, **options: Any) -> Dataset:
@@ -259,7 +286,7 @@ class Dataset:
         `siit.data.tables.from_table` for the options (column names, k_core, dedup, ...)."""
         from .tables import from_table
 
-        return from_table(interactions, items, **options)
+        return from_table(cls, interactions, items, **options)
 
     @classmethod
     def from_hf(cls, reviews: Any, metadata: Any = None, **options: Any) -> Dataset:
@@ -268,7 +295,7 @@ class Dataset:
         5-core. See `siit.data.hf.from_hf` for the column names and filters."""
         from .hf import from_hf
 
-        return from_hf(reviews, metadata, **options)
+        return from_hf(cls, reviews, metadata, **options)
 
     @classmethod
     def from_amazon(cls, reviews: str | Path, metadata: str | Path, **options: Any) -> Dataset:
@@ -276,7 +303,7 @@ class Dataset:
         deduplicated, 5-core by default. See `siit.data.amazon.from_amazon`."""
         from .amazon import from_amazon
 
-        return from_amazon(reviews, metadata, **options)
+        return from_amazon(cls, reviews, metadata, **options)
 
     @classmethod
     def synthetic(

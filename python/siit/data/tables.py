@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .dataset import Dataset
+if TYPE_CHECKING:
+    from .dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ TEXT_FIELDS = ("title", "description", "brand", "categories")
 
 
 def from_interactions(
+    cls: type[Dataset],
     users: Any,
     items: Any,
     timestamps: Any,
@@ -34,7 +36,7 @@ def from_interactions(
     missing_text: Literal["error", "drop"] = "error",
     max_history: int = 20,
 ) -> Dataset:
-    """A `Dataset` from parallel arrays of user ids, item ids and timestamps."""
+    """A `cls` (a `Dataset`) from parallel arrays of user ids, item ids and timestamps."""
     users = np.asarray(users).astype(str)
     items = np.asarray(items).astype(str)
     times = np.asarray(timestamps, dtype=np.float64)
@@ -79,7 +81,7 @@ def from_interactions(
     boundaries = np.flatnonzero(np.diff(user_index[order])) + 1
     sequences = [s.tolist() for s in np.split(item_index[order], boundaries)]
     text = [dict(item_text[i]) for i in item_ids]
-    return Dataset(sequences, text, item_ids.tolist(), user_ids.tolist(), max_history, name)
+    return cls(sequences, text, item_ids.tolist(), user_ids.tolist(), max_history, name)
 
 
 def _dense(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +116,7 @@ def _k_core(users, items, times, k: int, name: str):
 
 
 def from_table(
+    cls: type[Dataset],
     interactions: Any,
     items: Any = None,
     user: str = "user_id",
@@ -141,7 +144,7 @@ def from_table(
         records = table[[item, *fields]].astype(str).to_dict("records")
         text = {r.pop(item): r for r in records}
     label = name or (Path(interactions).stem if isinstance(interactions, str | Path) else "table")
-    return from_interactions(frame[user], frame[item], frame[time], text, label, **options)
+    return from_interactions(cls, frame[user], frame[item], frame[time], text, label, **options)
 
 
 def _frame(table: Any, what: str):

@@ -17,11 +17,9 @@ epoch), so a resumed run ends where an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +28,24 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig
-from ..data import Dataset, Samples, Windows, item_texts
-from ..diagnostics import (
-    COLD_OCCURRENCES,
-    cold_slice,
-    paired_moves,
-    semantic_consistency,
-)
-from ..embed import embed
-from ..files import atomic_write
+from ..data import Dataset, Samples
 from ..identifiers import Identifiers
-from ..metrics import most_popular_ranks, ranking_metrics
-from ..models import Model, load_model
+from ..models import Model
 from ..progress import progress_bar
-from ..refine import RefineReport, collaborative_proposals, refine_step, token_proposals
 from ..tasks import TaskBuilder
-from .evaluation import evaluate_samples, rank_samples
+from .checkpoints import CheckpointMixin
+from .diagnostics import RoundDiagnosticsMixin
+from .evaluation import evaluate_samples
+from .plan import EpochPlan
+from .refinement import RefinementMixin
 from .results import RoundResult
-from .rundir import BEST, CHECKPOINT, ROUND_BEST, RunDir
+from .rundir import ROUND_BEST, RunDir
 from .runtime import Processes
 
 log = logging.getLogger("siit")
 
 
-class Trainer:
+class Trainer(CheckpointMixin, RoundDiagnosticsMixin, RefinementMixin):
     """One run in `output_dir`. Use `siit.train`; this class holds the loop's state."""
 
     def __init__(
@@ -76,9 +68,8 @@ class Trainer:
             config.network.max_text_tokens,
             config.network.max_title_tokens,
         )
-        self.samples = self._train_samples()
-        self.valid = self._valid_samples()
-        self.steps = self.steps_per_epoch()
+        self.plan = EpochPlan(config, dataset, self.tasks, model.kind)
+        self.samples, self.valid, self.steps = self.plan.samples, self.plan.valid, self.plan.steps
         self.net: Any = model.model
         if procs.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -112,79 +103,6 @@ class Trainer:
         )
         self._moved: tuple[int, np.ndarray] | None = None
         self._embeddings: np.ndarray | None = None
-
-    # -- samples -----------------------------------------------------------------------------
-
-    def _train_samples(self) -> Samples | Windows:
-        if self.rec.kind in ("causal", "item"):
-            windows = self.dataset.train_windows(self.config.data.max_history + 1)
-            log.info(
-                "training on %d windows of up to %d items (%d targets)",
-                len(windows),
-                self.config.data.max_history + 1,
-                int((windows.lengths() - 1).sum()),
-            )
-            return windows
-        samples = self.dataset.train_samples()
-        cap = self.config.data.samples_per_user
-        if cap is None:
-            log.info("training on %d prefix samples", len(samples))
-            return samples
-        # rank of each sample from its user's end: samples are grouped by user in order
-        users = samples.users
-        last = np.r_[users[1:] != users[:-1], True]
-        end = np.flatnonzero(last)
-        group_end = np.repeat(end, np.diff(np.r_[-1, end]))
-        keep = group_end - np.arange(len(users)) < cap
-        log.info(
-            "training on %d of %d samples: the last %d prefixes of each user (samples_per_user)",
-            int(keep.sum()),
-            len(users),
-            cap,
-        )
-        return samples.subset(keep)
-
-    def _valid_samples(self) -> Samples:
-        samples = self.dataset.valid_samples()
-        cap = self.config.eval.valid_users
-        if cap is None or cap >= len(samples):
-            return samples
-        rows = np.sort(
-            np.random.default_rng(self.config.seed).choice(len(samples), cap, replace=False)
-        )
-        log.info("validating on %d of %d users (valid_users)", cap, len(samples))
-        return samples.subset(rows)
-
-    def _pools(self) -> dict[str, np.ndarray]:
-        pools = {"seqrec": np.arange(len(self.samples))}
-        for task in ("item2id", "id2item"):
-            pools[task] = self.tasks.alignment_items(task)
-        return {t: p for t, p in pools.items() if self.config.schedule.tasks[t] > 0 and len(p)}
-
-    def _task_count(self, task: str, pool: np.ndarray) -> int:
-        return int(round(self.config.schedule.tasks[task] * len(pool)))
-
-    def steps_per_epoch(self) -> int:
-        b = self.config.schedule.batch_size
-        return sum(-(-self._task_count(t, p) // b) for t, p in self._pools().items())
-
-    def epoch_plan(self, round_: int, epoch: int) -> list[tuple[str, np.ndarray]]:
-        """The epoch's batches: each task's samples, `weight` passes over its pool, in
-        batches of one task, shuffled together; seqrec samples (windows or prefixes) are
-        batched with others of similar length, so that padding costs little. Depends only on
-        (seed, round, epoch)."""
-        rng = np.random.default_rng([self.config.seed, round_, epoch])
-        b = self.config.schedule.batch_size
-        batches = []
-        for task, pool in self._pools().items():
-            count = self._task_count(task, pool)
-            passes = [rng.permutation(pool) for _ in range(-(-count // len(pool)))]
-            picks = np.concatenate(passes)[:count]
-            if task == "seqrec":
-                picks = picks[np.argsort(-self.samples.lengths()[picks], kind="stable")]
-            batches += [(task, picks[i : i + b]) for i in range(0, count, b)]
-        order = rng.permutation(len(batches))
-        return [batches[i] for i in order]
 
     # -- training ----------------------------------------------------------------------------
 
@@ -240,7 +158,7 @@ class Trainer:
 
     def run_epoch(self) -> None:
         r, e = self.state["round"], self.state["epoch"]
-        plan = self.epoch_plan(r, e)
+        plan = self.plan.batches(r, e)
         sums: dict[str, list[float]] = {}
         bar = progress_bar(
             total=len(plan),
@@ -281,86 +199,7 @@ class Trainer:
         self.state["epoch"] += 1
         self.state["step"] = 0
 
-    # -- refinement and evaluation -----------------------------------------------------------
-
-    def _item2id_proposals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token-level models: each process proposes for its share of the items."""
-        items = self.tasks.alignment_items("item2id")
-        mine = items[self.procs.shard(len(items))]
-        needs_prefixes = self.config.refine.evidence != "item2id"
-        cand, scores = token_proposals(
-            self.rec,
-            self.tasks,
-            mine,
-            self.identifiers,
-            self.config,
-            self.prefix_samples if needs_prefixes else None,
-            self.state["round"],
-            progress=self.config.progress and self.procs.main,
-        )
-        parts = self.procs.gather((cand, scores))
-        return (
-            items,
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
-        )
-
-    def _collaborative_proposals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Item-level models: beams on the summed evidence of each item's training
-        occurrences; rank 0's proposal is everyone's, so all processes assign alike."""
-        found = collaborative_proposals(
-            self.rec,
-            self.tasks,
-            self.samples,
-            self.identifiers,
-            self.config.refine.beams,
-            bool(self.config.refine.keep_current),
-            self.config.eval.batch_size,
-            self.config.refine.levels,
-            self.config.refine.contrast,
-            self.config.seed + self.state["round"],
-        )
-        return self.procs.gather(found)[0]
-
-    def refine(self) -> RefineReport:
-        start = time.perf_counter()
-        items, cand, scores = (
-            self._collaborative_proposals()
-            if self.rec.kind == "item"
-            else self._item2id_proposals()
-        )
-        new, report = refine_step(
-            self.identifiers, items, cand, scores, self.config, time.perf_counter() - start
-        )
-        regen = report.regeneration
-        self.identifiers = new
-        self.tasks.set_identifiers(new)
-        log.info(
-            "round %d: before refinement, %s regenerates %.1f%% of the identifiers as its "
-            "best beam, %.1f%% among its %d beams (best beam's prefix per level %s)",
-            self.state["round"],
-            "the occurrence evidence" if self.rec.kind == "item" else "item2id",
-            100 * regen["top1"],
-            100 * regen["topk"],
-            self.config.refine.beams,
-            regen["top1_prefix"],
-        )
-        log.info(
-            "round %d refinement: %d items changed identifier, %d kept theirs, %d took their best "
-            "beam, %d fell back, %d without evidence kept theirs; codes used per level %s, "
-            "entropy %s bits (%.1f s, %.0f items/s)",
-            self.state["round"],
-            report.changed,
-            report.kept,
-            report.rank0,
-            report.fallback,
-            report.frozen,
-            list(report.codes_used),
-            list(report.entropy_bits),
-            report.seconds,
-            len(items) / max(report.seconds, 1e-9),
-        )
-        return report
+    # -- evaluation ----------------------------------------------------------------------------
 
     def evaluate(self, samples: Samples, desc: str) -> dict[str, float]:
         seen = self.dataset.seen_items(samples) if self.config.eval.exclude_history else None
@@ -375,159 +214,6 @@ class Trainer:
             seen,
             moved=self.moved(),
         )
-
-    @cached_property
-    def prefix_samples(self) -> Samples:
-        """Every training prefix as a sample, whatever layout the model trains on: where
-        refinement looks for an item's collaborative evidence."""
-        return self.dataset.train_samples()
-
-    def moved(self) -> np.ndarray | None:
-        """Per item, whether the refinement that opened this round changed its identifier
-        (None in round 0): read back from the previous round's index, so a resumed run
-        knows it too."""
-        r = self.state["round"]
-        if r == 0:
-            return None
-        if self._moved is None or self._moved[0] != r:
-            before = Identifiers.load(self.run_dir.index(r - 1))
-            self._moved = (r, (before.codes != self.identifiers.codes).any(1))
-        return self._moved[1]
-
-    @cached_property
-    def cold_items(self) -> np.ndarray:
-        """Per item, whether it is a training target at most COLD_OCCURRENCES times."""
-        counts = np.bincount(self.prefix_samples.targets, minlength=self.identifiers.n_items)
-        return counts <= COLD_OCCURRENCES
-
-    def target_diagnostics(self) -> tuple[dict[str, float], dict | None]:
-        """The round's best model on the validation targets: the cold-start slice, and the
-        paired comparison with the previous round's best model on the same targets (its
-        ranks are kept in the run directory, so a resumed run has them too)."""
-        r = self.state["round"]
-        seen = self.dataset.seen_items(self.valid) if self.config.eval.exclude_history else None
-        ranks, _, _ = rank_samples(
-            self.rec,
-            self.tasks,
-            self.identifiers,
-            self.valid,
-            self.config,
-            self.procs,
-            f"targets round {r}",
-            seen,
-        )
-        if self.procs.main:
-            self.run_dir.ranks(r).parent.mkdir(exist_ok=True)
-            atomic_write(self.run_dir.ranks(r), lambda f: np.save(f, ranks))
-        targets = self.valid.targets
-        cold = cold_slice(ranks, targets, self.cold_items)
-        if r == 0:
-            return cold, None
-        before = np.load(self.run_dir.ranks(r - 1))
-        paired = paired_moves(before, ranks, targets, self.moved(), self.cold_items)
-        log.info(
-            "round %d, same validation targets before -> after the refinement: NDCG@10 of "
-            "moved items %.4f -> %.4f (%d targets), kept %.4f -> %.4f, cold %.4f -> %.4f",
-            r,
-            paired["moved"]["ndcg@10_before"],
-            paired["moved"]["ndcg@10_after"],
-            paired["moved"]["n"],
-            paired["kept"]["ndcg@10_before"],
-            paired["kept"]["ndcg@10_after"],
-            paired["cold"]["ndcg@10_before"],
-            paired["cold"]["ndcg@10_after"],
-        )
-        return cold, paired
-
-    def usage(self) -> dict[str, list]:
-        """Codes used and their entropy per level of the current identifiers."""
-        stats = self.identifiers.stats()
-        return {
-            "codebook_sizes": list(self.identifiers.codebook_sizes),
-            "codes_used": list(stats.codes_used),
-            "entropy_bits": [round(e, 4) for e in stats.entropy_bits],
-        }
-
-    @cached_property
-    def most_popular(self) -> dict[str, dict[str, float]]:
-        """The most-popular baseline on this run's split (validation users as validated,
-        all test users), with the run's exclude_history: whether the model learned anything."""
-        _, positions = self.dataset.train_positions()
-        counts = np.bincount(self.dataset.items[positions], minlength=self.dataset.n_items)
-        out = {}
-        for split, samples in (("valid", self.valid), ("test", self.dataset.test_samples())):
-            seen = self.dataset.seen_items(samples) if self.config.eval.exclude_history else None
-            ranks = most_popular_ranks(counts, samples.targets, seen, self.config.eval.beams)
-            out[split] = ranking_metrics(ranks)
-        return out
-
-    def consistency(self) -> dict[str, float] | None:
-        """Semantic consistency of the current identifiers, for runs that refine."""
-        config = self.config
-        if not (config.refine.diagnostics and config.rounds > 0 and self.dataset.has_text):
-            return None
-        if self._embeddings is None:
-            texts = item_texts(self.dataset.item_text)
-            self._embeddings = embed(texts, progress=config.progress and self.procs.main)
-        return semantic_consistency(self.identifiers.codes, self._embeddings)
-
-    # -- checkpoints -------------------------------------------------------------------------
-
-    def save_checkpoint(self) -> None:
-        """Model, optimizer, every rank's RNG state, identifiers and position (the learning
-        rate follows from it), written to a temporary directory and swapped in by rename."""
-        rng = self.procs.gather(
-            {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(self.device)
-                if self.device.type == "cuda"
-                else None,
-            }
-        )
-        if self.procs.main:
-
-            def write(folder: Path) -> None:
-                self.rec.save(folder / "model")
-                torch.save(
-                    {
-                        "optimizer": self.optimizer.state_dict(),
-                        "rng": [r["torch"] for r in rng],
-                        "cuda_rng": [r["cuda"] for r in rng if r["cuda"] is not None],
-                    },
-                    folder / "trainer.pt",
-                )
-                self.identifiers.save(folder / "identifiers.npz")
-                (folder / "state.json").write_text(json.dumps(self.state, indent=1))
-
-            self.run_dir.replace(CHECKPOINT, write)
-        self.procs.barrier()
-
-    def load_checkpoint(self, directory: Path) -> None:
-        saved = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if len(saved["rng"]) != self.procs.world:
-            log.warning(
-                "checkpoint has RNG states of %d processes, this run has %d: dropout "
-                "will not replay exactly",
-                len(saved["rng"]),
-                self.procs.world,
-            )
-        torch.set_rng_state(saved["rng"][min(self.procs.rank, len(saved["rng"]) - 1)])
-        if self.device.type == "cuda" and saved["cuda_rng"]:
-            torch.cuda.set_rng_state(
-                saved["cuda_rng"][min(self.procs.rank, len(saved["cuda_rng"]) - 1)], self.device
-            )
-        self.state = json.loads((directory / "state.json").read_text())
-
-    def save_best(self) -> None:
-        if self.procs.main:
-
-            def write(folder: Path) -> None:
-                self.rec.save(folder / "model")
-                self.identifiers.save(folder / "index.json")
-
-            self.run_dir.replace(BEST, write)
-        self.procs.barrier()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -670,55 +356,6 @@ class Trainer:
             )
             self.save_checkpoint()
             self.write_metrics()
-
-    def _save_model(self, name: str) -> None:
-        """The current weights under `name`, replaced atomically."""
-        if self.procs.main:
-            self.run_dir.replace(name, self.rec.save)
-        self.procs.barrier()
-
-    def _load_model(self, name: str) -> None:
-        saved = load_model(self.dir / name, self.device)
-        with torch.no_grad():
-            for mine, theirs in zip(
-                self.rec.model.parameters(), saved.model.parameters(), strict=True
-            ):
-                mine.copy_(theirs.to(mine.dtype))
-
-    def write_index(self, r: int) -> None:
-        """The round's identifiers, and their semantic consistency in the state."""
-        if self.procs.main:
-            self.identifiers.save(self.run_dir.index(r))
-            self.state["consistency"] = self.consistency()
-            if self.state["consistency"]:
-                log.info(
-                    "round %d identifiers: mean text cosine of items sharing 1, 2 codes %s "
-                    "(all pairs %s)",
-                    r,
-                    [self.state["consistency"][f"prefix{d}"] for d in (1, 2)],
-                    self.state["consistency"]["all"],
-                )
-
-    def write_metrics(self, test: dict[str, float] | None = None) -> None:
-        if not self.procs.main:
-            return
-        payload = {
-            "config": self.config.to_dict(),
-            "dataset": {
-                "name": self.dataset.name,
-                "users": self.dataset.n_users,
-                "items": self.dataset.n_items,
-                "interactions": self.dataset.n_interactions,
-                "train_samples": len(self.samples),
-                "valid_users": len(self.valid),
-            },
-            "processes": self.procs.world,
-            "most_popular": self.most_popular,
-            "rounds": self.state["rounds"],
-            "best_round": self.state["best_round"],
-            "test": test,
-        }
-        self.run_dir.write_json("metrics.json", payload)
 
 
 def _fmt(metrics: dict[str, float]) -> str:
