@@ -22,7 +22,6 @@ import numpy as np
 import siit
 import torch
 from harness import machine_line, markdown_table, provenance, write_results
-from siit.api import load_run
 from siit.decoding import (
     TrieLogitsProcessor,
     TrieTables,
@@ -31,6 +30,7 @@ from siit.decoding import (
     generate,
 )
 from siit.models import build_model
+from siit.runs import load_run
 from siit.tasks import TaskBuilder
 from siit.training import load_dataset
 

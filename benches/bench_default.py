@@ -34,8 +34,8 @@ def throughput(run: Path) -> list[dict]:
     here measures speed only."""
     import siit
     import torch
-    from siit.api import load_run
     from siit.refine import refine
+    from siit.runs import load_run
     from siit.tasks import TaskBuilder
 
     cfg, rec, identifiers = load_run(run)

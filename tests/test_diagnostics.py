@@ -8,13 +8,8 @@ import pytest
 import siit
 from siit.decoding import candidate_log_probs
 from siit.diagnostics import paired_moves, regeneration, semantic_consistency, split_by_moved
-from siit.refine import (
-    assign,
-    collaborative_scores,
-    combine_evidence,
-    free_only,
-    gate_by_margin,
-)
+from siit.evidence import collaborative_scores
+from siit.refine import assign, combine_evidence, free_only, gate_by_margin
 from siit.tasks import TaskBuilder
 from tiny import TINY_RUN, random_identifiers, tiny_dataset, tiny_model
 

@@ -8,18 +8,15 @@ import pytest
 import siit
 import torch
 from siit.decoding import TrieTables, beam_search, candidate_log_probs, top_items
-from siit.models import ItemRecModel, build_model, load_model
-from siit.refine import (
-    assign,
+from siit.evidence import (
     collaborative_beams,
     collaborative_proposals,
     contrast_states,
-    free_only,
-    gate_by_margin,
     occurrence_scores,
     occurrence_states,
-    refine_step,
 )
+from siit.models import ItemRecModel, build_model, load_model
+from siit.refine import assign, free_only, gate_by_margin, refine_step
 from siit.tasks import TaskBuilder
 from siit.training import Trainer
 from tiny import TINY_RUN, random_identifiers, tiny_dataset

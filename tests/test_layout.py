@@ -89,15 +89,10 @@ def test_no_module_imports_in_a_circle():
     assert cycle is None, " -> ".join(cycle or [])
 
 
-# Modules still over the limit, with their size when this list was written: each may
-# shrink, none may grow, and no other module may pass the limit.
+# "About 400 lines": a module past this has more than one concept in it. OVER may name a
+# module allowed past it for now, with its size then, which it may not exceed.
 LIMIT = 420
-OVER = {
-    "siit.api": 709,
-    "siit.models.token_level": 613,
-    "siit.refine": 514,
-    "siit.models.item_level": 449,
-}
+OVER: dict[str, int] = {}
 
 
 def test_no_module_is_much_over_400_lines():

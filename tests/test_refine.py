@@ -2,7 +2,8 @@
 
 import numpy as np
 import siit
-from siit.refine import assign, propose, refine, usage_penalty
+from siit.evidence import propose, usage_penalty
+from siit.refine import assign, refine
 from siit.tasks import TaskBuilder
 from tiny import random_identifiers, tiny_dataset, tiny_model
 

@@ -136,7 +136,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from siit.api import recommend
+    from siit.serving import recommend
 
     if args.indices:
         bad = [h for h in args.history if not h.lstrip("-").isdigit()]
@@ -159,8 +159,8 @@ def _print_settings(args: argparse.Namespace) -> int:
 
 
 def _add_items(args: argparse.Namespace) -> int:
-    from siit.api import add_items
     from siit.files import read_json
+    from siit.new_items import add_items
 
     items = read_json(Path(args.items))
     if not isinstance(items, dict):

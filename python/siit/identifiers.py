@@ -28,6 +28,18 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"<([A-Za-z]+)_(\d+)>")
 
 
+def token(prefix: str, code: int) -> str:
+    """The spelling of one code: level prefix and code, `<a_183>` (parsed back by `_TOKEN`)."""
+    return f"<{prefix}_{code}>"
+
+
+def vocabulary(codebook_sizes: Sequence[int], prefixes: Sequence[str]) -> list[str]:
+    """Every token of an identifier space, level by level."""
+    return [
+        token(p, c) for p, size in zip(prefixes, codebook_sizes, strict=True) for c in range(size)
+    ]
+
+
 @dataclass(frozen=True)
 class IdentifierStats:
     """Summary of a set of identifiers."""
@@ -132,15 +144,11 @@ class Identifiers:
 
     def tokens(self, item: int) -> list[str]:
         """The tokens of item `item`, e.g. ['<a_183>', '<b_70>', '<c_232>']."""
-        return [f"<{p}_{c}>" for p, c in zip(self.prefixes, self.codes[item].tolist(), strict=True)]
+        return [token(p, c) for p, c in zip(self.prefixes, self.codes[item].tolist(), strict=True)]
 
     def vocabulary(self) -> list[str]:
         """Every token of the identifier space, level by level."""
-        return [
-            f"<{p}_{c}>"
-            for p, size in zip(self.prefixes, self.codebook_sizes, strict=True)
-            for c in range(size)
-        ]
+        return vocabulary(self.codebook_sizes, self.prefixes)
 
     # -- files ---------------------------------------------------------------------------
 

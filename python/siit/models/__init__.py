@@ -1,7 +1,10 @@
 """Recommendation models: presets, the two model families and the factory.
 
+- `presets`: the named sizes of both families, as data.
 - `token_level`: Hugging Face language models (encoder-decoder or decoder-only) that read and
-  write identifiers as tokens, L per item (`RecModel`; the paper's shape).
+  write identifiers as tokens, L per item (`RecModel`; the paper's shape), with the
+  item-vector input of the item2id prompt; `token_build` makes them (from scratch with a
+  WordPiece vocabulary, or from the hub).
 - `item_level`: one position per item, the identifier's codes summed in and scored level by
   level out (`ItemRecModel`).
 
@@ -18,19 +21,10 @@ from typing import Any
 
 import torch
 
-from .item_level import ITEM_PRESETS, ItemRecModel, build_item_model
-from .token_level import (
-    DTYPES,
-    NEG_INF,
-    PRESETS,
-    PROJECTION,
-    PROJECTION_FILE,
-    RecModel,
-    build_token_model,
-    full_precision,
-    smollm2_gguf,
-    train_text_tokenizer,
-)
+from .item_level import ItemRecModel, build_item_model
+from .presets import ITEM_PRESETS, PRESETS
+from .token_build import build_token_model, smollm2_gguf, train_text_tokenizer
+from .token_level import DTYPES, NEG_INF, PROJECTION, PROJECTION_FILE, RecModel, full_precision
 
 __all__ = [
     "DTYPES",

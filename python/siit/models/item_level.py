@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from .item_network import ItemLM
+from .presets import ITEM_DEFAULTS, ITEM_PRESETS
 from .token_level import ModelBase
 
 if TYPE_CHECKING:
@@ -34,180 +35,6 @@ if TYPE_CHECKING:
 WEIGHTS = "item_model.safetensors"
 TEXT = "item_text.safetensors"  # the item text vectors of a model with text input
 META = "siit_model.json"
-
-ITEM_PRESETS: dict[str, dict[str, Any]] = {
-    # CPU default: SASRec's shape (RecBole's and benches/peers.py's) over identifiers.
-    "item-mini": dict(
-        arch="gpt2", hidden=64, layers=2, heads=2, inner=256, head_inner=256, dropout=0.3
-    ),
-    # A GPU size, in the range of published item-level models (2-13M parameters with codes).
-    "item-small": dict(
-        arch="gpt2", hidden=256, layers=4, heads=4, inner=1024, head_inner=1024, dropout=0.3
-    ),
-    # Tests.
-    "item-tiny": dict(
-        arch="gpt2", hidden=32, layers=1, heads=2, inner=64, head_inner=64, dropout=0.0
-    ),
-}
-# Options every item-level model has, and their defaults.
-DEFAULTS: dict[str, Any] = dict(conditional=True, max_items=512, attn_dropout=0.0, text_dim=0)
-
-
-class LevelHead(nn.Module):
-    """The query of one level: a residual MLP over (hidden state + codes above), normed."""
-
-    def __init__(self, hidden: int, inner: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden)
-        self.mlp = nn.Sequential(
-            nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden), nn.Dropout(dropout)
-        )
-        self.out = nn.LayerNorm(hidden)
-
-    def forward(self, query: torch.Tensor) -> torch.Tensor:
-        return self.out(query + self.mlp(self.norm(query)))
-
-
-def _backbone(
-    arch: str,
-    hidden: int,
-    layers: int,
-    heads: int,
-    inner: int,
-    dropout: float,
-    attn_dropout: float,
-    max_items: int,
-) -> nn.Module:
-    """A causal transformer that reads `inputs_embeds`; its unused token table is frozen so
-    that DDP does not wait for its gradient."""
-    if arch == "gpt2":
-        from transformers import GPT2Config, GPT2Model
-
-        config = GPT2Config(
-            vocab_size=1,
-            n_embd=hidden,
-            n_layer=layers,
-            n_head=heads,
-            n_inner=inner,
-            n_positions=max_items,
-            resid_pdrop=dropout,
-            embd_pdrop=dropout,
-            attn_pdrop=attn_dropout,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-        net = GPT2Model(config)
-    elif arch == "llama":
-        from transformers import LlamaConfig, LlamaModel
-
-        config = LlamaConfig(
-            vocab_size=1,
-            hidden_size=hidden,
-            intermediate_size=inner,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=heads,
-            max_position_embeddings=max_items,
-            attention_dropout=attn_dropout,
-            bos_token_id=None,
-            eos_token_id=None,
-            pad_token_id=None,
-        )
-        net = LlamaModel(config)
-    else:
-        raise ValueError(f"item-level models take arch 'gpt2' or 'llama', got {arch!r}")
-    net.get_input_embeddings().weight.requires_grad_(False)
-    return net
-
-
-class ItemLM(nn.Module):
-    """The network: code embeddings, a causal transformer over items, one head per level."""
-
-    def __init__(
-        self,
-        codebook_sizes: Sequence[int],
-        arch: str,
-        hidden: int,
-        layers: int,
-        heads: int,
-        inner: int,
-        head_inner: int,
-        dropout: float,
-        conditional: bool,
-        max_items: int,
-        attn_dropout: float,
-        text_dim: int,
-    ) -> None:
-        super().__init__()
-        self.sizes = tuple(int(s) for s in codebook_sizes)
-        self.offsets = tuple(int(o) for o in np.cumsum([0, *self.sizes[:-1]]))
-        self.conditional = conditional
-        self.codes = nn.Embedding(sum(self.sizes), hidden)
-        nn.init.normal_(self.codes.weight, std=0.02)
-        self.backbone = _backbone(
-            arch, hidden, layers, heads, inner, dropout, attn_dropout, max_items
-        )
-        self.heads = nn.ModuleList(LevelHead(hidden, head_inner, dropout) for _ in self.sizes)
-        # text input (LIGER's): a learned projection of each item's text vector is added to
-        # its code sum; the vectors are data, set with `ItemRecModel.set_item_text`
-        self.text = nn.Linear(text_dim, hidden) if text_dim else None
-        self.register_buffer("item_text", torch.zeros(0, text_dim), persistent=False)
-
-    def embed_items(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Item vectors (..., d) of item rows (..., L or L + 1): global code ids, then
-        (read by a model with text input) the item's index; -1 padding gives zeros."""
-        codes = tokens[..., : len(self.sizes)]
-        out = (self.codes(codes.clamp(min=0)) * (codes >= 0)[..., None]).sum(-2)
-        if self.text is None:
-            return out
-        item = tokens[..., len(self.sizes)]
-        if item.numel() and int(item.max()) >= len(self.item_text):
-            raise ValueError(
-                f"item {int(item.max())} has no text vector (the model holds "
-                f"{len(self.item_text)}); set them with set_item_text"
-            )
-        vectors = self.item_text[item.clamp(min=0)].to(out.dtype)
-        return out + self.text(vectors) * (item >= 0)[..., None]
-
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, T, d) of item sequences (B, T, L) padded with -1 (left or
-        right); positions count from each sequence's first item."""
-        mask = (tokens[..., 0] >= 0).long()
-        out = self.backbone(
-            inputs_embeds=self.embed_items(tokens),
-            attention_mask=mask,
-            position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-        )
-        return out.last_hidden_state
-
-    def level_log_probs(self, query: torch.Tensor, level: int) -> torch.Tensor:
-        """Log-probabilities (..., V_l) of level l's codes for queries (..., d)."""
-        lo = self.offsets[level]
-        weight = self.codes.weight[lo : lo + self.sizes[level]]
-        logits = self.heads[level](query) @ weight.T
-        return torch.log_softmax(logits.float() if logits.dtype == torch.bfloat16 else logits, -1)
-
-    def condition(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """The query of the next level after the codes `tokens` (global ids, same shape as
-        the query without its last axis)."""
-        return query + self.codes(tokens) if self.conditional else query
-
-    def target_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Log-prob (..., L) of each code of target identifiers (..., L) of global ids after
-        hidden states (..., d), by teacher forcing; 0 at padding."""
-        query, out = hidden, []
-        for level in range(len(self.sizes)):
-            token = torch.where(target[..., level] >= 0, target[..., level], self.offsets[level])
-            logp = self.level_log_probs(query, level)
-            out.append(logp.gather(-1, (token - self.offsets[level])[..., None])[..., 0])
-            if level + 1 < len(self.sizes):
-                query = self.condition(query, token)
-        return torch.stack(out, -1).masked_fill(target < 0, 0.0)
-
-    def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Log-prob (B, T, L) of each position's next identifier: `target[:, j]` follows
-        `history[:, : j + 1]` (both (B, T, L), -1 padded)."""
-        return self.target_log_probs(self.encode(history), target)
 
 
 @dataclass
@@ -432,7 +259,7 @@ def build_item_model(
     preset = options.pop("preset", "item-mini")
     if preset not in ITEM_PRESETS:
         raise ValueError(f"unknown item-level preset {preset!r}; known: {list(ITEM_PRESETS)}")
-    params = {**ITEM_PRESETS[preset], **DEFAULTS}
+    params = {**ITEM_PRESETS[preset], **ITEM_DEFAULTS}
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise ValueError(

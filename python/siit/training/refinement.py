@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 
-from ..refine import RefineReport, collaborative_proposals, refine_step, token_proposals
+from ..evidence import collaborative_proposals
+from ..refine import RefineReport, refine_step, token_proposals
 
 log = logging.getLogger("siit")
 

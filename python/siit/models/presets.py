@@ -1,0 +1,105 @@
+"""Model presets as data: the fields of each named size. Token-level presets (`PRESETS`) are
+Hugging Face configurations built from scratch; item-level ones (`ITEM_PRESETS`, names
+starting "item-") are `item_network.ItemLM` fields, with `ITEM_DEFAULTS` for the options
+every item-level model has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # TIGER / LETTER recommender size.
+    "t5-small": dict(
+        arch="t5",
+        d_model=128,
+        num_layers=4,
+        num_decoder_layers=4,
+        num_heads=6,
+        d_kv=64,
+        d_ff=1024,
+        dropout_rate=0.1,
+    ),
+    # CPU default: a quarter of the width, half the depth.
+    "t5-mini": dict(
+        arch="t5",
+        d_model=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        d_kv=16,
+        d_ff=256,
+        dropout_rate=0.1,
+    ),
+    # Tests.
+    "t5-tiny": dict(
+        arch="t5",
+        d_model=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        d_kv=16,
+        d_ff=64,
+        dropout_rate=0.0,
+    ),
+    # Decoder-only, trained on every position of a user's window in one pass: the CPU
+    # default, and a size for a GPU.
+    "gpt-mini": dict(
+        arch="gpt2",
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        n_inner=256,
+        n_positions=512,
+        resid_pdrop=0.2,
+        embd_pdrop=0.2,
+        attn_pdrop=0.0,  # attention dropout costs step time and did not help
+    ),
+    "gpt-small": dict(
+        arch="gpt2",
+        n_embd=256,
+        n_layer=4,
+        n_head=4,
+        n_inner=1024,
+        n_positions=1024,
+        resid_pdrop=0.1,
+        embd_pdrop=0.1,
+        attn_pdrop=0.0,
+    ),
+    "gpt-tiny": dict(
+        arch="gpt2",
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        n_inner=64,
+        n_positions=512,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    ),
+    "llama-tiny": dict(
+        arch="llama",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    ),
+}
+
+ITEM_PRESETS: dict[str, dict[str, Any]] = {
+    # CPU default: SASRec's shape (RecBole's and benches/peers.py's) over identifiers.
+    "item-mini": dict(
+        arch="gpt2", hidden=64, layers=2, heads=2, inner=256, head_inner=256, dropout=0.3
+    ),
+    # A GPU size, in the range of published item-level models (2-13M parameters with codes).
+    "item-small": dict(
+        arch="gpt2", hidden=256, layers=4, heads=4, inner=1024, head_inner=1024, dropout=0.3
+    ),
+    # Tests.
+    "item-tiny": dict(
+        arch="gpt2", hidden=32, layers=1, heads=2, inner=64, head_inner=64, dropout=0.0
+    ),
+}
+# Options every item-level model has, and their defaults.
+ITEM_DEFAULTS: dict[str, Any] = dict(conditional=True, max_items=512, attn_dropout=0.0, text_dim=0)
