@@ -185,19 +185,20 @@ class Identifiers:
                 if isinstance(tokens, list)
                 else [None]
             )
-            if not parsed or any(m is None for m in parsed):
+            matches = [m for m in parsed if m is not None]
+            if not parsed or len(matches) < len(parsed):
                 raise ValueError(
                     f"{path}: item {item!r} has {tokens!r}; expected tokens "
                     "like ['<a_183>', '<b_70>']"
                 )
-            these = tuple(m.group(1) for m in parsed)
+            these = tuple(m.group(1) for m in matches)
             if letters is None:
                 letters = these
             elif these != letters:
                 raise ValueError(
                     f"{path}: item {item!r} spells levels {these}, the first item {letters}"
                 )
-            rows.append([int(m.group(2)) for m in parsed])
+            rows.append([int(m.group(2)) for m in matches])
         return cls(np.array(rows, dtype=np.int64), codebook_sizes, list(raw), letters)
 
     def save(self, path: str | Path) -> Path:
@@ -216,7 +217,7 @@ class Identifiers:
                 item_ids=np.array(self.item_ids),
                 prefixes=np.array(self.prefixes),
             )
-            atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+            atomic_write(path, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
         else:
             raise ValueError(f"{path}: unknown identifiers format (use .json or .npz)")
         return path

@@ -12,7 +12,7 @@ from .config import BASELINE_EPOCHS, REFINE_PRESETS, SECTIONS, TrainConfig
 
 
 def _default(f: dataclasses.Field) -> str:
-    value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc,operator]
     return json.dumps(value)
 
 
@@ -25,7 +25,7 @@ def rows() -> list[tuple[str, str, str, str]]:
         if f.name not in SECTIONS
     ]
     for name, kind in SECTIONS.items():
-        title = f"{name}: {kind.__doc__.strip().splitlines()[0]}"
+        title = f"{name}: {(kind.__doc__ or name).strip().splitlines()[0]}"
         for f in dataclasses.fields(kind):
             out.append((title, f"{name}.{f.name}", _default(f), f.metadata["help"]))
     return out
@@ -79,7 +79,8 @@ def markdown() -> str:
 def text() -> str:
     """The plain listing of `siit settings`."""
     width = max(len(name) for _, name, _, _ in rows())
-    out, section = [], None
+    out: list[str | None] = []
+    section = None
     for sec, name, default, description in rows():
         if sec != section:
             section = sec

@@ -68,6 +68,8 @@ class TaskBuilder:
         self.model = model
         self.max_text_tokens = max_text_tokens
         self.n_items = identifiers.n_items if dataset is None else dataset.n_items
+        self.text_items: np.ndarray
+        self.title_items: np.ndarray
         if model.kind == "item":  # item-level models read no text: seqrec alone
             self.text_items = self.title_items = np.zeros(0, dtype=np.int64)
             self.set_identifiers(identifiers)

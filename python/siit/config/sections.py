@@ -70,7 +70,7 @@ class IdentifierSettings:
     def check(self, need: Need) -> None:
         _integers(need, self, "identifiers.", "levels codebook_size", 1)
         need(self.levels <= 26, f"identifiers.levels ({self.levels}) must be <= 26 (a letter each)")
-        bits = self.levels * math.ceil(math.log2(max(self.codebook_size, 2)))
+        bits = self.levels * math.ceil(math.log2(max(int(self.codebook_size or 0), 2)))
         need(
             bits <= 64,
             f"identifiers of {self.levels} levels x {self.codebook_size} codes need "
@@ -218,7 +218,7 @@ class RefineSettings:
             "refine.keep_current and refine.free_only must be true or false",
         )
         need(
-            self.margin is None or (self.margin >= 0 and self.keep_current),
+            self.margin is None or (self.margin >= 0 and bool(self.keep_current)),
             "refine.margin must be None or >= 0, and needs refine.keep_current (the margin is "
             f"over the current identifier's score), got {self.margin!r}",
         )
@@ -228,7 +228,7 @@ class RefineSettings:
             f"evidence), got {self.contrast!r}",
         )
         need(
-            self.levels is None or self.keep_current,
+            self.levels is None or bool(self.keep_current),
             "refine.levels needs refine.keep_current (an item that may not move keeps its "
             f"identifier), got {self.levels!r}",
         )

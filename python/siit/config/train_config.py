@@ -176,7 +176,7 @@ class TrainConfig:
 
     def __init__(self, **settings: Any) -> None:
         for f in dataclasses.fields(self):
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc,operator]
             setattr(self, f.name, default)
         self._apply(_nest(settings, warn=True))
 
@@ -234,6 +234,7 @@ class TrainConfig:
             f"got {self.tokenizer!r}",
         )
         tasks = sched.tasks
+        assert tasks is not None  # ScheduleSettings.check filled it
         if item:
             need(
                 tasks["item2id"] == 0 and tasks["id2item"] == 0,
@@ -331,7 +332,7 @@ class TrainConfig:
                 try:
                     import tomllib
                 except ImportError:  # Python 3.10
-                    import tomli as tomllib
+                    import tomli as tomllib  # type: ignore[no-redef]
 
                 values = tomllib.loads(text)
             elif path.suffix in (".yaml", ".yml"):

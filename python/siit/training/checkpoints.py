@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 
 from ..models import load_model
+from .diagnostics import RoundDiagnosticsMixin
 from .rundir import BEST, CHECKPOINT
 
 log = logging.getLogger("siit")
 
 
-class CheckpointMixin:
+class CheckpointMixin(RoundDiagnosticsMixin):
     """Reads and writes the run directory for `Trainer` (its attributes: config, dataset,
     rec, identifiers, optimizer, state, procs, device, dir, run_dir, plan)."""
 

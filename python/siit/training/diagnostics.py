@@ -16,11 +16,12 @@ from ..files import atomic_write
 from ..identifiers import Identifiers
 from ..metrics import most_popular_ranks, ranking_metrics
 from .evaluation import rank_samples
+from .parts import TrainerParts
 
 log = logging.getLogger("siit")
 
 
-class RoundDiagnosticsMixin:
+class RoundDiagnosticsMixin(TrainerParts):
     """Diagnostics of a round for `Trainer` (its attributes: config, dataset, rec, tasks,
     identifiers, state, procs, run_dir, valid)."""
 

@@ -34,7 +34,6 @@ from ..models import Model
 from ..progress import progress_bar
 from ..tasks import TaskBuilder
 from .checkpoints import CheckpointMixin
-from .diagnostics import RoundDiagnosticsMixin
 from .evaluation import evaluate_samples
 from .plan import EpochPlan
 from .refinement import RefinementMixin
@@ -45,7 +44,7 @@ from .runtime import Processes
 log = logging.getLogger("siit")
 
 
-class Trainer(CheckpointMixin, RoundDiagnosticsMixin, RefinementMixin):
+class Trainer(CheckpointMixin, RefinementMixin):
     """One run in `output_dir`. Use `siit.train`; this class holds the loop's state."""
 
     def __init__(

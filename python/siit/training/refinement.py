@@ -11,11 +11,12 @@ import numpy as np
 
 from ..evidence import collaborative_proposals
 from ..refine import RefineReport, refine_step, token_proposals
+from .diagnostics import RoundDiagnosticsMixin
 
 log = logging.getLogger("siit")
 
 
-class RefinementMixin:
+class RefinementMixin(RoundDiagnosticsMixin):
     """`refine()` for `Trainer` (its attributes: config, rec, tasks, samples, identifiers,
     state, procs, prefix_samples)."""
 
