@@ -21,7 +21,7 @@ interrupted ones resume from their checkpoint, so a grid can grow over several c
     python benches/bench_siit.py --datasets ../shared/data/office --tokenizers rqvae cid \
         --seeds 0 1 2 --jobs 2
 
-Writes benches/results/siit.{json,md}.
+Writes benches/results/siit_token.{json,md}.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def main() -> None:
         rows=rows,
     )
     lines = table(rows) + ["", f"Measured with: {machine_line(info)}; 1 thread per run."]
-    write_results("siit", payload, lines)
+    write_results("siit_token", payload, lines)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
 """Test settings: hypothesis profiles "fast" (default, deterministic) and "thorough"
-(HYPOTHESIS_PROFILE), and single-threaded torch."""
+(HYPOTHESIS_PROFILE), single-threaded torch, and the shared helpers (tiny.py, synthetic.py,
+strategies.py, shared_data.py in this folder) importable from tests/unit and
+tests/integration."""
 
 import os
+import sys
+from pathlib import Path
 
 import torch
 from hypothesis import settings
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 settings.register_profile("fast", max_examples=50, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=1000, deadline=None)

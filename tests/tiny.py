@@ -43,3 +43,12 @@ TINY_RUN = {
     "device": "cpu",
     "refine.diagnostics": False,  # the semantic consistency embeds item text: its own test
 }
+
+# A float64 refinement run on the synthetic dataset: bit-for-bit comparisons across runs.
+EXACT_RUN = {
+    **TINY_RUN,
+    "rounds": 1,
+    "schedule.batch_size": 16,
+    "dataset": "synthetic",
+    "network.dtype": "float64",
+}

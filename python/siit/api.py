@@ -150,10 +150,14 @@ def train(
         else:
             options = dict(cfg.network.options)
             text = None
-            if options.pop("text_input", False):  # item-level: item text vectors as input
-                data.require_text("model_options text_input")
+            text_input = options.pop("text_input", False)  # item-level: text vectors as input
+            text_prior = options.pop("text_prior", False)  # item-level: text -> identifier
+            if text_input or text_prior:
+                data.require_text(f"network.options {'text_input' if text_input else 'text_prior'}")
                 text = embed(item_texts(data), progress=cfg.progress and procs.main)
-                options["text_dim"] = text.shape[1]
+                options["text_dim" if text_input else "prior_dim"] = text.shape[1]
+                if text_input and text_prior:
+                    options["prior_dim"] = text.shape[1]
             rec = build_model(
                 cfg.model,
                 identifiers.codebook_sizes,

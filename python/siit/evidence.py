@@ -147,6 +147,33 @@ def occurrence_states(
 
 
 @torch.no_grad()
+def text_states(
+    model: ItemRecModel, items: np.ndarray, copies: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The text prior's query of each item in `items`, `copies` times each: pseudo
+    occurrences that `collaborative_beams` sums with the real ones, so an item's text weighs
+    as much as `copies` training occurrences (states (n * copies, d), their items)."""
+    with model.evaluating():
+        query = model.model.text_states(torch.as_tensor(items, device=model.device))
+    return query.repeat(copies, 1), np.tile(np.asarray(items, dtype=np.int64), copies)
+
+
+def with_text(
+    model: ItemRecModel,
+    states: torch.Tensor,
+    owner: np.ndarray,
+    items: np.ndarray,
+    copies: int,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Occurrence states and owners with `text_states` of `items` added, sorted by item."""
+    extra, extra_owner = text_states(model, items, copies)
+    owner = np.concatenate([owner, extra_owner])
+    order = np.argsort(owner, kind="stable")
+    states = torch.cat([states, extra.to(states.dtype)])
+    return states[torch.as_tensor(order, device=states.device)], owner[order]
+
+
+@torch.no_grad()
 def occurrence_log_probs(
     model: ItemRecModel,
     states: torch.Tensor,
@@ -291,14 +318,20 @@ def collaborative_proposals(
     refine_levels: int | None = None,
     contrast: int = 0,
     seed: int = 0,
+    text_occurrences: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items that occur in training (the others keep their identifiers), their candidates
     (n, K, L) and scores (n, K): `collaborative_beams` (with `refine_levels`, only over the
     last levels, the others kept; with `contrast` > 0, against the evidence at that many
-    random positions, see `_evidence`) and, with `keep_current`, the current identifier
-    scored the same way in the last column."""
+    random positions, see `_evidence`; with `text_occurrences` > 0, each item with text
+    also has that many copies of its text prior's query among its occurrences, and items
+    with text but no occurrence take part too) and, with `keep_current`, the current
+    identifier scored the same way in the last column."""
     states, owner = occurrence_states(model, tasks, windows, batch_size)
-    anywhere = contrast_states(states, contrast, seed)
+    anywhere = contrast_states(states, contrast, seed)  # real positions only
+    if text_occurrences > 0:
+        items = tasks.alignment_items("item2id")
+        states, owner = with_text(model, states, owner, items, text_occurrences)
     fixed = identifiers.codes[:, : fixed_levels(identifiers.n_levels, refine_levels)]
     cand, scores = collaborative_beams(
         model,

@@ -16,6 +16,7 @@ from .config import TrainConfig
 from .data import Dataset, item_texts
 from .decoding import beam_search
 from .embed import embed
+from .evidence import collaborative_beams, text_states
 from .files import atomic_write
 from .identifiers import Identifiers
 from .mapper import TextMapper
@@ -80,7 +81,18 @@ def add_items(
     if empty:
         raise ValueError(f"item {empty[0]!r} has no text to map to an identifier")
     width = beams or cfg.refine.beams
-    if cfg.schedule.tasks.get("item2id", 0) > 0:
+    reads_text = isinstance(rec, ItemRecModel) and rec.text_dim > 0
+    if reads_text:  # new items' text joins the model's item vectors
+        old = rec.model.item_text.cpu().numpy()
+        rec.set_item_text(np.concatenate([old, embed(texts, progress=False)]))
+    if isinstance(rec, ItemRecModel) and rec.text_prior:
+        new = np.arange(identifiers.n_items, identifiers.n_items + len(ids))
+        states, owner = text_states(rec, new, 1)
+        candidates, scores = collaborative_beams(
+            rec, states, owner - identifiers.n_items, len(ids), width
+        )
+        how = "the run's text prior"
+    elif cfg.schedule.tasks.get("item2id", 0) > 0:
         candidates, scores = _item2id_beams(rec, cfg, identifiers, records, width)
         how = "the run's item2id model"
     else:
@@ -90,9 +102,7 @@ def add_items(
     codes, rank = assign_unique(
         candidates, scores, identifiers.codebook_sizes, reserved=identifiers.codes
     )
-    if isinstance(rec, ItemRecModel) and rec.text_dim:  # new items' text joins the input
-        vectors = rec.model.item_text.cpu().numpy()
-        rec.set_item_text(np.concatenate([vectors, embed(texts, progress=False)]))
+    if reads_text:
         _save_item_text(rec, run_dir / BEST / "model")
     grown = Identifiers(
         np.concatenate([identifiers.codes, codes]),

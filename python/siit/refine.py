@@ -202,6 +202,7 @@ def refine(
             config.refine.levels,
             config.refine.contrast,
             config.seed + round_,
+            config.refine.text_occurrences,
         )
     else:
         items = tasks.alignment_items("item2id")

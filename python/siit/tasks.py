@@ -70,8 +70,10 @@ class TaskBuilder:
         self.n_items = identifiers.n_items if dataset is None else dataset.n_items
         self.text_items: np.ndarray
         self.title_items: np.ndarray
-        if model.kind == "item":  # item-level models read no text: seqrec alone
+        if model.kind == "item":  # seqrec, and item2id from text vectors with a text prior
             self.text_items = self.title_items = np.zeros(0, dtype=np.int64)
+            if getattr(model, "text_prior", False) and dataset is not None:
+                self.text_items = np.flatnonzero([any(t.values()) for t in dataset.item_text])
             self.set_identifiers(identifiers)
             return
         records = [{}] * self.n_items if dataset is None else dataset.item_text
@@ -169,6 +171,8 @@ class TaskBuilder:
         return np.where(items[..., None] >= 0, rows, -1)
 
     def item2id(self, items: np.ndarray):
+        if self.model.kind == "item":  # the text prior reads the item's index (its vector)
+            return np.asarray(items, dtype=np.int64), self.code_tokens[items]
         # a model with an item vector projection reads the item's embedding, not its words
         middle = self.model.vector_ids(items) if self.model.vector_tokens else self.text[items]
         return self.item2id_prompts(middle), self.code_tokens[items]

@@ -2,6 +2,7 @@
 refine, eval) under a dozen everyday fields, checked before any work starts, and read from
 TOML, YAML or JSON files (as data: no code is evaluated)."""
 
+from .names import RENAMED, parse_override
 from .sections import (
     BASELINE_EPOCHS,
     ITEM_BASELINE_EPOCHS,
@@ -20,11 +21,9 @@ from .train_config import (
     ITEM_LEVEL,
     OBJECT,
     REFINE_PRESETS,
-    RENAMED,
     TOKENIZERS,
     TrainConfig,
     is_item_level,
-    parse_override,
 )
 
 __all__ = [

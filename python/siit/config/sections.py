@@ -169,8 +169,9 @@ class RefineSettings:
     """SIIT's refinement levers; with rounds, every one left at None takes the preset's."""
 
     preset: str = _setting(
-        "conservative",
-        'the levers left at None: "conservative" (the benchmark\'s best) or "paper"',
+        "auto",
+        'the levers left at None: "collaborative" (item-level models), "conservative" '
+        '(token-level), "paper" (as published) or "auto" (the first two by model family)',
     )
     beams: int = _setting(20, "identifiers proposed per item by beam search")
     diversity: float = _setting(0.0, "penalty on crowded codes in refinement beams")
@@ -190,26 +191,32 @@ class RefineSettings:
     free_only: bool | None = _setting(
         None, "moves only to identifiers no other item holds; None: the preset's"
     )
-    contrast: int = _setting(
-        0,
+    contrast: int | None = _setting(
+        None,
         "item-level collaborative evidence: subtract, per occurrence, a candidate's mean "
         "log-prob at this many random training positions, so identifiers predicted everywhere "
-        "(popular items') do not win every item; 0: off",
+        "(popular items') do not win every item; 0: off; None: the preset's",
     )
     levels: int | None = _setting(
         None,
         "how many levels, from the last, a refinement may change (1: the last code only; 0: "
         "none, the no-move control of a SIIT arm: same rounds and restarts, nobody moves; "
-        "needs keep_current); None: all",
+        "needs keep_current); None: the preset's (every level but for collaborative)",
     )
     occurrences: int = _setting(8, "training samples per item for seqrec evidence")
+    text_occurrences: int = _setting(
+        0,
+        "item-level models with a text prior: an item's text counts as this many training "
+        "occurrences in its collaborative evidence, so items seen rarely are placed mostly "
+        "by their text and often-seen ones by the data; 0: off",
+    )
     diagnostics: bool = _setting(
         True, "with rounds: semantic consistency of each round's identifiers"
     )
 
     def check(self, need: Need, item_level: bool) -> None:
         _integers(need, self, "refine.", "beams occurrences", 1)
-        _integers(need, self, "refine.", "contrast", 0)
+        _integers(need, self, "refine.", "contrast text_occurrences", 0)
         _integers(need, self, "refine.", "levels", 0, optional=True)
         need(self.diversity >= 0, f"refine.diversity must be >= 0, got {self.diversity}")
         _one_of(need, self.evidence, "refine.evidence", ("item2id", "seqrec", "both"))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..files import read_text
+from .names import _FRESH, _nest
 from .sections import (
     BASELINE_EPOCHS,
     ITEM_BASELINE_EPOCHS,
@@ -39,9 +39,14 @@ TOKENIZERS = ("rqvae", "letter", "cid", "random")
 # quantize embeddings with the 256-code codebooks of TIGER and LETTER.
 DEFAULT_CODEBOOK_SIZES = {"cid": 32}
 # Refinement presets: the values that a run with rounds > 0 takes for every setting left at
-# None. "conservative" is the best arm of the equal-budget grid (benches/results/siit.md,
-# "conservative uneven"); "paper" is the method as published. The epoch caps apply only
-# when neither schedule cap is set: with rounds=2 both train at most 60 epochs in all.
+# None. "conservative" is the best arm of the token-level equal-budget grid
+# (benches/results/siit_token.md, "conservative uneven"; 60 epochs in all with rounds=2);
+# "paper" is the method as published; "collaborative" is the item-level arm that validation
+# preferred (benches/results/siit_item.md and siit.md: occurrence evidence contrasted with
+# random positions, the last level only, 60 epochs before the first refinement and 40
+# after each). "auto", the default, is "collaborative" for item-level models and
+# "conservative" for token-level ones. The epoch caps apply only when neither schedule cap
+# is set.
 REFINE_PRESETS: dict[str, dict[str, Any]] = {
     "conservative": {
         "schedule.tasks": {"seqrec": 1.0, "item2id": 0.25, "id2item": 0.0},
@@ -51,6 +56,8 @@ REFINE_PRESETS: dict[str, dict[str, Any]] = {
         "refine.margin": 0.5,
         "schedule.max_epochs_first_round": 40,
         "schedule.max_epochs_per_round": 10,
+        "refine.contrast": 0,
+        "refine.levels": None,
     },
     "paper": {
         "schedule.tasks": {"seqrec": 1.0, "item2id": 1.0, "id2item": 1.0},
@@ -60,8 +67,26 @@ REFINE_PRESETS: dict[str, dict[str, Any]] = {
         "refine.margin": None,
         "schedule.max_epochs_first_round": None,
         "schedule.max_epochs_per_round": 20,
+        "refine.contrast": 0,
+        "refine.levels": None,
+    },
+    "collaborative": {
+        "schedule.tasks": {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0},
+        "refine.keep_current": True,
+        "refine.evidence": "seqrec",
+        "refine.free_only": True,
+        "refine.margin": 0.5,
+        "schedule.max_epochs_first_round": 60,
+        "schedule.max_epochs_per_round": 40,
+        "refine.contrast": 64,
+        "refine.levels": 1,
     },
 }
+AUTO = "auto"
+# The share of an item-level model's batches that train its text prior, when the tasks are
+# left at None: a quarter pass over the items with text per epoch, as the conservative
+# preset weighs item2id for token-level models.
+TEXT_PRIOR_WEIGHT = 0.25
 # Item-level presets (one position per item; siit.models.item_level) are named "item-...".
 ITEM_LEVEL = "item-"
 
@@ -73,66 +98,6 @@ def is_item_level(model: str) -> bool:
 
 # Marks a dataset, tokenizer or model that was passed to `siit.train` as an object.
 OBJECT = "object:"
-
-
-# The flat names of earlier versions and where each setting lives now.
-RENAMED = {
-    **{n: f"data.{n}" for n in ("max_history", "samples_per_user")},
-    **{n: f"identifiers.{n}" for n in ("levels", "codebook_size")},
-    "tokenizer_options": "identifiers.options",
-    "model_options": "network.options",
-    **{
-        n: f"network.{n}"
-        for n in "gguf_file dtype text_vocab_size max_text_tokens max_title_tokens "
-        "item2id_input item2id_vector_tokens".split()
-    },
-    **{
-        n: f"schedule.{n}"
-        for n in "tasks max_epochs_per_round max_epochs_first_round patience cycles "
-        "max_minutes_per_round batch_size lr lr_schedule warmup_steps weight_decay "
-        "grad_clip".split()
-    },
-    **{
-        f"refine_{n}": f"refine.{n}"
-        for n in "beams margin evidence free_only contrast levels occurrences".split()
-    },  # fmt: skip
-    **{n: f"refine.{n}" for n in ("diversity", "keep_current", "diagnostics")},
-    **{n: f"eval.{n}" for n in ("beams", "valid_users", "exclude_history")},
-    "eval_mode": "eval.mode",
-    "eval_batch_size": "eval.batch_size",
-    "eval_every": "eval.every",
-}
-
-
-_FRESH = "__fresh__"  # marks a refine section given as a preset name
-
-
-def _nest(values: Mapping[str, Any], warn: bool) -> dict[str, Any]:
-    """Settings as given (sections as dicts or objects, dotted names, old flat names, a
-    preset name for `refine`) as {top-level name: value or {field: value} of a section}."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        path = RENAMED.get(key, key)
-        if path != key and warn:
-            warnings.warn(
-                f"setting {key!r} is now {path!r} (TrainConfig({path.split('.')[0]}="
-                f"{{{path.split('.')[1]!r}: ...}}), {path}=... in files and on the command "
-                "line); the old name will go",
-                FutureWarning,
-                stacklevel=4,
-            )
-        name, _, inner = path.partition(".")
-        if path == "refine" and isinstance(value, str):  # a preset name: a fresh section
-            out["refine"] = {**out.get("refine", {}), "preset": value, _FRESH: True}
-        elif inner:
-            if name not in SECTIONS or "." in inner:
-                raise ValueError(f"unknown setting {key!r}; sections: {list(SECTIONS)}")
-            out.setdefault(name, {})[inner] = value
-        elif name in SECTIONS and isinstance(value, Mapping):
-            out.setdefault(name, {}).update(value)
-        else:
-            out[name] = value
-    return out
 
 
 @dataclass(init=False)
@@ -216,7 +181,14 @@ class TrainConfig:
         ids, sched, refine, item = self.identifiers, self.schedule, self.refine, self.item_level
         if ids.codebook_size is None:
             ids.codebook_size = DEFAULT_CODEBOOK_SIZES.get(self.tokenizer, 256)
-        _one_of(need, refine.preset, "refine.preset", tuple(REFINE_PRESETS))
+        if refine.preset == AUTO:
+            refine.preset = "collaborative" if item else "conservative"
+        _one_of(need, refine.preset, "refine.preset", (AUTO, *REFINE_PRESETS))
+        need(
+            refine.preset != "collaborative" or item,
+            "refine.preset 'collaborative' refines from where an item-level model expects each "
+            f"item; {self.model} is token-level (use 'conservative' or 'paper')",
+        )
         self._resolve_preset()
         _integers(need, self, "", "rounds seed", 0)
         _integers(need, self, "", "threads", 1, optional=True)
@@ -237,9 +209,10 @@ class TrainConfig:
         assert tasks is not None  # ScheduleSettings.check filled it
         if item:
             need(
-                tasks["item2id"] == 0 and tasks["id2item"] == 0,
-                f"item-level models ({self.model}) train seqrec alone; set "
-                "schedule.tasks.item2id and schedule.tasks.id2item to 0",
+                (tasks["item2id"] == 0 or self.text_prior) and tasks["id2item"] == 0,
+                f"item-level models ({self.model}) train seqrec alone, and item2id with a text "
+                "prior (network.options text_prior); set schedule.tasks.id2item to 0 and "
+                "schedule.tasks.item2id to 0 or give the model its text prior",
             )
             need(
                 refine.evidence == "seqrec",
@@ -250,6 +223,11 @@ class TrainConfig:
                 self.network.item2id_input == "text",
                 "network.item2id_input='embedding' needs a token-level model with item2id",
             )
+        need(
+            refine.text_occurrences == 0 or (self.text_prior and tasks["item2id"] > 0),
+            "refine.text_occurrences needs an item-level model with a text prior "
+            "(network.options text_prior) that trains it (schedule.tasks.item2id > 0)",
+        )
         need(
             item or self.rounds == 0 or tasks["item2id"] > 0,
             f"rounds={self.rounds} refine identifiers from the item2id prompt, but the item2id "
@@ -265,6 +243,11 @@ class TrainConfig:
     @property
     def item_level(self) -> bool:
         return is_item_level(self.model)
+
+    @property
+    def text_prior(self) -> bool:
+        """An item-level model that maps item text to identifiers (network.options)."""
+        return self.item_level and bool(self.network.options.get("text_prior"))
 
     def _resolve_preset(self) -> None:
         """Fill the settings left at None: from the refine preset for a run with rounds,
@@ -283,11 +266,20 @@ class TrainConfig:
             sched.max_epochs_first_round = preset["schedule.max_epochs_first_round"]
         elif sched.max_epochs_per_round is None:
             sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
-        if self.item_level:  # no text to align: seqrec alone, and its evidence
+        if self.item_level:  # seqrec (and the text prior's item2id), and seqrec evidence
             if sched.tasks is None:
-                sched.tasks = {"seqrec": 1.0}
+                sched.tasks = {
+                    "seqrec": 1.0,
+                    "item2id": TEXT_PRIOR_WEIGHT if self.text_prior else 0.0,
+                }
             if refine.evidence is None:
                 refine.evidence = "seqrec"
+        if self.rounds > 0 and refine.contrast is None:
+            refine.contrast = preset["refine.contrast"]
+        if self.rounds > 0 and refine.levels is None:  # None in a preset: every level
+            refine.levels = preset["refine.levels"]
+        if refine.contrast is None:  # a baseline refines nothing
+            refine.contrast = 0
         for path in ("schedule.tasks", "refine.keep_current", "refine.evidence",
                      "refine.free_only"):  # fmt: skip
             section, name = path.split(".")
@@ -361,16 +353,3 @@ class TrainConfig:
         out = copy.deepcopy(self)
         out._apply(_nest(changes, warn=True))
         return out
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """`name=value` from the command line (`rounds=2`, `refine.margin=0.5`); the value is
-    read as JSON (numbers, booleans, null, lists, objects) and otherwise kept as a string."""
-    if "=" not in item:
-        raise ValueError(f"override {item!r} must look like name=value")
-    name, raw = item.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return name.strip().replace("-", "_"), value

@@ -59,14 +59,19 @@ class ItemRecModel(ModelBase):
 
     @property
     def text_dim(self) -> int:
-        return 0 if self.model.text is None else self.model.text.in_features
+        """The size of the item text vectors the model reads (input or text prior); 0: none."""
+        return int(self.model.item_text.shape[1])
+
+    @property
+    def text_prior(self) -> bool:
+        return self.model.text_query is not None
 
     def set_item_text(self, vectors: np.ndarray) -> None:
         """The text vectors (n_items, text_dim) that a model with text input adds to each
         item's code sum; row i is item i's."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if not self.text_dim:
-            raise ValueError("this model has no text input (model_options text_input=True)")
+            raise ValueError("this model reads no text (network.options text_input or text_prior)")
         if vectors.ndim != 2 or vectors.shape[1] != self.text_dim:
             raise ValueError(f"item text vectors must be (n, {self.text_dim}), got {vectors.shape}")
         self.model.item_text = torch.as_tensor(vectors, device=self.device)
@@ -254,7 +259,7 @@ def build_item_model(
     """An item-level model from an `ITEM_PRESETS` entry (`preset=`) with `options` changing
     its fields (hidden, layers, heads, inner, head_inner, dropout, arch, conditional,
     max_items, attn_dropout, text_dim: the size of item text vectors added to the input,
-    0 for none)."""
+    prior_dim: the size of those read by the text prior; 0 for none)."""
     options = dict(options)
     preset = options.pop("preset", "item-mini")
     if preset not in ITEM_PRESETS:

@@ -97,6 +97,7 @@ class ItemLM(nn.Module):
         max_items: int,
         attn_dropout: float,
         text_dim: int,
+        prior_dim: int,
     ) -> None:
         super().__init__()
         self.sizes = tuple(int(s) for s in codebook_sizes)
@@ -111,7 +112,14 @@ class ItemLM(nn.Module):
         # text input (LIGER's): a learned projection of each item's text vector is added to
         # its code sum; the vectors are data, set with `ItemRecModel.set_item_text`
         self.text = nn.Linear(text_dim, hidden) if text_dim else None
-        self.register_buffer("item_text", torch.zeros(0, text_dim), persistent=False)
+        # text prior: a learned query from each item's text vector, read by the same level
+        # heads (the item-level item2id task), so that items with little collaborative
+        # evidence can be placed by their text (`evidence.text_states`)
+        self.text_query = nn.Linear(prior_dim, hidden) if prior_dim else None
+        if text_dim and prior_dim and text_dim != prior_dim:
+            raise ValueError(f"text_dim {text_dim} and prior_dim {prior_dim} read one vector")
+        dim = text_dim or prior_dim
+        self.register_buffer("item_text", torch.zeros(0, dim), persistent=False)
 
     def embed_items(self, tokens: torch.Tensor) -> torch.Tensor:
         """Item vectors (..., d) of item rows (..., L or L + 1): global code ids, then
@@ -164,7 +172,18 @@ class ItemLM(nn.Module):
                 query = self.condition(query, token)
         return torch.stack(out, -1).masked_fill(target < 0, 0.0)
 
+    def text_states(self, items: torch.Tensor) -> torch.Tensor:
+        """The text prior's queries (..., d) of item indices (...)."""
+        if self.text_query is None:
+            raise ValueError("this model has no text prior (network.options text_prior)")
+        if items.numel() and int(items.max()) >= len(self.item_text):
+            raise ValueError(f"item {int(items.max())} has no text vector; set_item_text first")
+        return self.text_query(self.item_text[items].to(self.codes.weight.dtype))
+
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Log-prob (B, T, L) of each position's next identifier: `target[:, j]` follows
-        `history[:, : j + 1]` (both (B, T, L), -1 padded)."""
+        `history[:, : j + 1]` (both (B, T, L), -1 padded). Item indices (B,) as history:
+        the log-prob (B, L) of each item's identifier after its text (the item2id task)."""
+        if history.dim() == 1:
+            return self.target_log_probs(self.text_states(history), target)
         return self.target_log_probs(self.encode(history), target)

@@ -56,6 +56,7 @@ class RefinementMixin(RoundDiagnosticsMixin):
             self.config.refine.levels,
             self.config.refine.contrast,
             self.config.seed + self.state["round"],
+            self.config.refine.text_occurrences,
         )
         return self.procs.gather(found)[0]
 

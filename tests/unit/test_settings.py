@@ -20,7 +20,7 @@ from siit.config import (
 )
 from siit.settings_doc import markdown, rows
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_settings_reference_is_current():
@@ -70,9 +70,12 @@ def test_item_level_rounds_refine_from_seqrec_evidence_with_the_preset_levers(pr
         assert _at(config, path) == REFINE_PRESETS[preset][path]
 
 
-@pytest.mark.parametrize("preset", list(REFINE_PRESETS))
-def test_rounds_take_every_unset_lever_from_the_preset(preset):
-    config = TrainConfig(model="gpt-mini", rounds=2, refine=preset).check()
+@pytest.mark.parametrize(
+    "model, preset",
+    [("gpt-mini", "conservative"), ("gpt-mini", "paper"), ("item-mini", "collaborative")],
+)
+def test_rounds_take_every_unset_lever_from_the_preset(model, preset):
+    config = TrainConfig(model=model, rounds=2, refine=preset).check()
     for path, value in REFINE_PRESETS[preset].items():
         if path == "schedule.tasks":
             assert {k: v for k, v in config.schedule.tasks.items() if v} == {
@@ -82,19 +85,28 @@ def test_rounds_take_every_unset_lever_from_the_preset(preset):
             assert _at(config, path) == value, path
 
 
-def test_the_default_preset_is_the_benchmarks_choice():
-    config = TrainConfig(rounds=2).check()
-    assert config.refine.preset == "conservative"
-    assert (config.refine.keep_current, config.refine.free_only, config.refine.margin) == (
-        True,
-        True,
-        0.5,
+def test_the_default_preset_is_the_benchmarks_choice_per_model_family():
+    config = TrainConfig(rounds=2).check()  # item-level: the item-level grid's arm
+    assert config.refine.preset == "collaborative"
+    refine = config.refine
+    assert (refine.keep_current, refine.free_only, refine.margin) == (True, True, 0.5)
+    assert (refine.contrast, refine.levels, refine.evidence) == (64, 1, "seqrec")
+    assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (
+        60,
+        40,
     )
-    # the grid's budget: 40 epochs on the initial identifiers, 10 per refined round
+    # token-level: the token-level grid's budget, 40 epochs first and 10 per refined round
+    config = TrainConfig(model="gpt-mini", rounds=2).check()
+    assert config.refine.preset == "conservative"
+    assert (config.refine.contrast, config.refine.levels) == (0, None)
     assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (
         40,
         10,
     )
+    # a baseline contrasts nothing; the collaborative preset is item-level's alone
+    assert TrainConfig().check().refine.contrast == 0
+    with pytest.raises(ValueError, match="'collaborative' refines from where an item-level"):
+        TrainConfig(model="gpt-mini", rounds=1, refine="collaborative").check()
 
 
 def test_a_lever_set_by_the_user_beats_the_preset():
@@ -107,12 +119,12 @@ def test_a_lever_set_by_the_user_beats_the_preset():
         "item2id",
     )
     # a cap of the user's own replaces the preset's schedule, both caps
-    config = TrainConfig(rounds=2, schedule={"max_epochs_per_round": 7}).check()
+    config = TrainConfig(model="gpt-mini", rounds=2, schedule={"max_epochs_per_round": 7}).check()
     assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (
         None,
         7,
     )
-    config = TrainConfig(rounds=2, schedule={"max_epochs_first_round": 5}).check()
+    config = TrainConfig(model="gpt-mini", rounds=2, schedule={"max_epochs_first_round": 5}).check()
     assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (5, 10)
 
 
@@ -124,7 +136,8 @@ def test_resolving_twice_changes_nothing():
 
 def test_an_unknown_preset_is_refused():
     with pytest.raises(
-        ValueError, match=r"refine.preset must be one of \['conservative', 'paper'\]"
+        ValueError,
+        match=r"refine.preset must be one of \['auto', 'conservative', 'paper', 'collaborative'\]",
     ):
         TrainConfig(rounds=1, refine="best").check()
 
@@ -140,6 +153,7 @@ def test_a_run_recorded_before_presets_reads_as_the_paper_preset(tmp_path):
     assert config.refine.margin is None and config.refine.keep_current is True
 
 
+@pytest.mark.slow
 def test_importing_the_settings_loads_no_torch():
     """`siit.config` is read by tools that never train (the CLI's help, config checks)."""
     code = "import sys, siit.config; print(sorted(m for m in sys.modules if m == 'torch'))"
@@ -157,7 +171,7 @@ def _flat(config: TrainConfig) -> dict:
     for key, value in config.to_dict().items():
         if key in SECTIONS:
             for name, inner in value.items():
-                if f"{key}.{name}" != "refine.preset":
+                if f"{key}.{name}" in new_to_old:  # settings added since have no flat name
                     out[new_to_old[f"{key}.{name}"]] = inner
         else:
             out[key] = value

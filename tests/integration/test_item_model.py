@@ -2,6 +2,7 @@
 all-position loss, exclusion, persistence, and refinement from occurrence evidence."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -14,12 +15,13 @@ from siit.evidence import (
     contrast_states,
     occurrence_scores,
     occurrence_states,
+    with_text,
 )
 from siit.models import ItemRecModel, build_model, load_model
 from siit.refine import assign, free_only, gate_by_margin, refine_step
 from siit.tasks import TaskBuilder
 from siit.training import Trainer
-from tiny import TINY_RUN, random_identifiers, tiny_dataset
+from tiny import EXACT_RUN, random_identifiers, tiny_dataset
 
 
 @pytest.fixture(
@@ -235,13 +237,9 @@ def test_no_levels_to_move_is_the_no_move_control(setup):
 
 
 ITEM_RUN = {
-    **TINY_RUN,
+    **EXACT_RUN,
     "model": "item-tiny",
-    "rounds": 1,
     "schedule.max_epochs_per_round": 2,
-    "schedule.batch_size": 16,
-    "dataset": "synthetic",
-    "network.dtype": "float64",
 }
 
 
@@ -390,3 +388,93 @@ def test_text_input_needs_item_text(tmp_path):
     # without text input, an item-level model trains and refines on interactions alone
     result = siit.train(output_dir=tmp_path / "plain", **{**settings, "rounds": 1})
     assert result.rounds[1].refine["changed"] >= 0 and result.identifiers.is_unique()
+
+
+# -- the text prior: text -> identifier through the same heads ------------------------------
+
+
+def _text_prior_model(dataset, identifiers, seed=3):
+    """An item-level model with a text prior over random 12-d item text vectors."""
+    model = build_model(
+        "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, seed=seed, prior_dim=12
+    )
+    with torch.no_grad():
+        model.model.codes.weight.normal_(0, 1.0)
+    model.set_item_text(np.random.default_rng(seed).normal(size=(dataset.n_items, 12)))
+    return model
+
+
+def test_the_text_prior_is_the_item2id_task_of_an_item_level_model():
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = _text_prior_model(dataset, identifiers)
+    tasks = TaskBuilder(model, dataset, identifiers)
+    assert model.text_prior and model.text_dim == 12
+    np.testing.assert_array_equal(tasks.alignment_items("item2id"), np.arange(dataset.n_items))
+    items, target = tasks.item2id(np.array([4, 0]))
+    np.testing.assert_array_equal(target, model.code_tokens(identifiers.codes[[4, 0]]))
+    losses = model.token_losses(model.model, items, target)
+    with torch.no_grad():  # the loss is the identifier's log-prob after the item's text query
+        query = model.model.text_query(model.model.item_text[torch.as_tensor([4, 0])])
+        expected = -model.model.target_log_probs(query, torch.as_tensor(target))
+    torch.testing.assert_close(losses.detach(), expected)
+    # a model without a text prior says so
+    plain = build_model("item-tiny", identifiers.codebook_sizes, identifiers.prefixes)
+    with pytest.raises(ValueError, match="no text prior"):
+        plain.model.text_states(torch.as_tensor([0]))
+
+
+def test_text_counts_as_that_many_occurrences_in_the_evidence():
+    """Evidence with text = the occurrences' summed log-likelihood + `copies` times the
+    candidate's log-likelihood after the item's text query; items never seen get the text's
+    alone, and the beams search that same objective."""
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = _text_prior_model(dataset, identifiers)
+    tasks = TaskBuilder(model, dataset, identifiers)
+    states, owner = occurrence_states(model, tasks, dataset.train_windows(6), batch_size=7)
+    cand = np.random.default_rng(0).integers(0, 6, size=(identifiers.n_items, 4, 3))
+    plain = occurrence_scores(model, states, owner, cand, max_elements=50)
+    items = np.arange(dataset.n_items)
+    both, both_owner = with_text(model, states, owner, items, copies=3)
+    assert (np.diff(both_owner) >= 0).all() and len(both_owner) == len(owner) + 3 * len(items)
+    combined = occurrence_scores(model, both, both_owner, cand, max_elements=50)
+    with torch.no_grad():
+        query = model.model.text_states(torch.as_tensor(items))
+        tokens = torch.as_tensor(model.code_tokens(cand))
+        text = torch.stack(
+            [model.model.target_log_probs(query, tokens[:, k]).sum(-1) for k in range(4)], 1
+        ).numpy()
+    np.testing.assert_allclose(combined, plain + 3 * text, atol=1e-4)
+    beams, scores = collaborative_beams(model, both, both_owner, identifiers.n_items, 5, 50)
+    np.testing.assert_allclose(occurrence_scores(model, both, both_owner, beams), scores, atol=1e-4)
+
+
+def test_a_text_prior_run_refines_from_text_and_places_new_items(tmp_path, caplog):
+    settings = {
+        **ITEM_RUN,
+        "network.options": {"text_prior": True},
+        "refine.text_occurrences": 2,
+        "refine.levels": 1,
+    }
+    result = siit.train(output_dir=tmp_path, **settings)
+    config = siit.TrainConfig.from_run(tmp_path)
+    assert config.schedule.tasks["item2id"] == 0.25  # the text prior trains by default
+    assert "item2id" in result.rounds[0].train_loss
+    assert result.identifiers.is_unique() and result.rounds[1].refine is not None
+    again = load_model(tmp_path / "best" / "model")
+    assert again.text_prior and again.model.item_text.shape == (result.identifiers.n_items, 384)
+    with caplog.at_level(logging.INFO, logger="siit"):
+        added = siit.add_items(tmp_path, {"new-1": {"title": "red item of group 1"}})
+    assert "with the run's text prior" in caplog.text and added.identifiers.is_unique()
+
+
+def test_text_occurrences_need_a_trained_text_prior():
+    with pytest.raises(ValueError, match="refine.text_occurrences needs an item-level model"):
+        siit.TrainConfig(rounds=1, refine={"text_occurrences": 2}).check()
+    with pytest.raises(ValueError, match="item2id with a text prior"):
+        siit.TrainConfig(schedule={"tasks": {"seqrec": 1, "item2id": 0.5}}).check()
+    config = siit.TrainConfig(
+        rounds=1, network={"options": {"text_prior": True}}, refine={"text_occurrences": 2}
+    ).check()
+    assert config.schedule.tasks["item2id"] > 0

@@ -19,7 +19,7 @@ import pytest
 import siit
 import siit.api
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Pages whose examples train several runs or embed a catalogue: tens of seconds.
 SLOW = {"training.md", "serving.md"}

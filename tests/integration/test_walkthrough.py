@@ -11,7 +11,7 @@ import pytest
 import siit
 from siit.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Seconds instead of minutes: a tiny model, one epoch a round, a sample of validation users.
 TINY = {
     "model": "item-tiny",  # the default's family
@@ -72,7 +72,7 @@ def test_integer_and_string_ids_recommend_the_same(quick_start, capsys):
 
 @pytest.mark.slow
 def test_the_documented_siit_recipe_runs(runs):
-    """`siit.train(rounds=2)`: the conservative preset, two refinements."""
+    """`siit.train(rounds=2)`: the collaborative preset (item-level), two refinements."""
     result = siit.train(
         rounds=2,
         output_dir=runs / "siit",
@@ -80,7 +80,8 @@ def test_the_documented_siit_recipe_runs(runs):
         **TINY,
     )
     config = json.loads((result.output_dir / "config.json").read_text())
-    assert config["refine"]["preset"] == "conservative" and config["refine"]["free_only"] is True
+    assert config["refine"]["preset"] == "collaborative" and config["refine"]["free_only"] is True
+    assert (config["refine"]["contrast"], config["refine"]["levels"]) == (64, 1)
     assert [r.round for r in result.rounds] == [0, 1, 2]
     assert all(r.refine is not None for r in result.rounds[1:])
     assert result.identifiers.is_unique()

@@ -21,9 +21,9 @@ from siit.metrics import ranking_metrics
 from siit.models import build_model
 from siit.tasks import TaskBuilder
 from siit.training import Trainer
-from tiny import TINY_RUN, random_identifiers, tiny_dataset, tiny_model
+from tiny import EXACT_RUN, TINY_RUN, random_identifiers, tiny_dataset, tiny_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _metrics(run: Path) -> dict:
@@ -299,14 +299,19 @@ def test_a_second_cycle_restarts_from_the_best_weights(tmp_path, monkeypatch):
     assert all(torch.equal(kept[k], snapshots[5][k]) for k in snapshots[5])
 
 
-def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
-    """A limit shorter than one epoch: each round trains one epoch, validates it, and ends."""
-    settings = {
+def _to_the_cap(rounds: int, epochs: int) -> dict:
+    """Tiny runs that train every round to its epoch cap (no early stopping)."""
+    return {
         **TINY_RUN,
-        "rounds": 1,
-        "schedule.max_epochs_per_round": 10,
+        "rounds": rounds,
+        "schedule.max_epochs_per_round": epochs,
         "schedule.patience": None,
     }
+
+
+def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
+    """A limit shorter than one epoch: each round trains one epoch, validates it, and ends."""
+    settings = _to_the_cap(rounds=1, epochs=10)
     result = siit.train(
         tiny_dataset(), output_dir=tmp_path, schedule={"max_minutes_per_round": 1e-6}, **settings
     )
@@ -315,12 +320,7 @@ def test_a_round_past_its_time_limit_validates_and_stops(tmp_path):
 
 def test_the_first_round_can_have_its_own_epoch_cap(tmp_path):
     """max_epochs_first_round: round 0 trains to its own cap, refined rounds to theirs."""
-    settings = {
-        **TINY_RUN,
-        "rounds": 2,
-        "schedule.max_epochs_per_round": 1,
-        "schedule.patience": None,
-    }
+    settings = _to_the_cap(rounds=2, epochs=1)
     result = siit.train(
         tiny_dataset(), output_dir=tmp_path, schedule={"max_epochs_first_round": 3}, **settings
     )
@@ -514,12 +514,8 @@ def test_cli_train_evaluate_recommend(tmp_path, capsys):
 # amplifies that rounding (float32: about 1e-4 relative after 300 steps) until a near-tie in
 # some user's beams flips.
 FAULT_RUN = {
-    **TINY_RUN,
-    "rounds": 1,
+    **EXACT_RUN,
     "schedule.max_epochs_per_round": 3,
-    "schedule.batch_size": 16,
-    "dataset": "synthetic",
-    "network.dtype": "float64",
 }
 
 
