@@ -200,8 +200,9 @@ def test_an_old_flat_name_still_works_and_names_its_successor(old, new):
         value = "seqrec"
     if old in ("item2id_input", "lr_schedule"):
         value = {"item2id_input": "text", "lr_schedule": "constant"}[old]
-    with pytest.warns(FutureWarning, match=rf"'{old}' is now '{new}'"):
+    with pytest.warns(FutureWarning, match=rf"'{old}' is now '{new}'") as caught:
         config = TrainConfig(**{old: value})
+    assert caught[0].filename == __file__  # the warning names the caller's line
     assert _at(config, new) == value
     with pytest.warns(FutureWarning):
         assert TrainConfig().replace(**{old: value}) == config

@@ -5,8 +5,10 @@ of earlier versions (`refine_margin`), which still work with a FutureWarning."""
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .sections import SECTIONS
@@ -43,6 +45,16 @@ RENAMED = {
 _FRESH = "__fresh__"  # marks a refine section given as a preset name
 
 
+def _outside_siit() -> int:
+    """The stack level of the first caller outside the siit package, as `warnings.warn`
+    counts from `_nest`: a warning names the user's line, not ours."""
+    package = str(Path(__file__).resolve().parents[1])
+    level, frame = 1, sys._getframe(2)  # _nest's caller
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        level, frame = level + 1, frame.f_back
+    return level + 1
+
+
 def _nest(values: Mapping[str, Any], warn: bool) -> dict[str, Any]:
     """Settings as given (sections as dicts or objects, dotted names, old flat names, a
     preset name for `refine`) as {top-level name: value or {field: value} of a section}."""
@@ -55,7 +67,7 @@ def _nest(values: Mapping[str, Any], warn: bool) -> dict[str, Any]:
                 f"{{{path.split('.')[1]!r}: ...}}), {path}=... in files and on the command "
                 "line); the old name will go",
                 FutureWarning,
-                stacklevel=4,
+                stacklevel=_outside_siit(),
             )
         name, _, inner = path.partition(".")
         if path == "refine" and isinstance(value, str):  # a preset name: a fresh section
