@@ -1,6 +1,6 @@
 """SIIT on the item-level model (item-mini): every SIIT arm beside its no-move control, so
 that its gain is the arm minus a run with the same rounds, restarts and schedule in which
-nobody moves (`refine_levels=0`), and beside the baseline (`rounds=0`, the same epoch
+nobody moves (`refine.levels=0`), and beside the baseline (`rounds=0`, the same epoch
 budget). Each refined round's paired diagnostics (the same validation targets scored before
 and after the move: moved, kept, cold-start) come from the runs' metrics.json.
 
@@ -235,14 +235,17 @@ def main() -> None:
     )
     lines = [
         f"SIIT on {args.model}: each arm beside its no-move control (same rounds and schedule, "
-        "`refine_levels=0`) and the baseline (`rounds=0`), "
+        "`refine.levels=0`) and the baseline (`rounds=0`), "
         f"{args.total_epochs} epochs in all, test read once per run; paired columns: the "
         "first refinement's validation targets scored by the round before and the round "
-        "after it (seed means).",
+        "after it (seed means). Gains compare test NDCG@10 over the seeds both runs have; "
+        "'the better of baseline and control' is, per seed, whichever of the two validated "
+        "better (the baseline with the better of one and two cycles, chosen as a user would).",
         "",
         *table(rows),
         "",
-        f"Measured with: {machine_line(info)}; 1 thread per run, two runs sharing the cores.",
+        f"Measured with: {machine_line(info)}; 1 thread per run, two or more runs sharing "
+        "the cores (minutes are upper bounds).",
     ]
     write_results(args.name, payload, lines)
 
