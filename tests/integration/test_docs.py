@@ -22,7 +22,8 @@ import siit.api
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Pages whose examples train several runs or embed a catalogue: tens of seconds.
-SLOW = {"training.md", "serving.md"}
+# pages whose examples train several runs (every page runs in the full suite)
+SLOW = {"docs/training.md", "docs/serving.md", "docs/runs.md", "README.md"}
 
 FENCE = re.compile(r"^```python\s*$")
 NO_TEST = re.compile(r"^<!--\s*no-test:\s*\S.*-->$")
@@ -131,7 +132,7 @@ def _movielens_missing(err: BaseException) -> bool:
     "path",
     [
         pytest.param(p, id=p.relative_to(ROOT).as_posix(), marks=[pytest.mark.slow])
-        if p.name in SLOW and p.parent.name == "docs"
+        if p.relative_to(ROOT).as_posix() in SLOW
         else pytest.param(p, id=p.relative_to(ROOT).as_posix())
         for p in DOCS
     ],
