@@ -50,7 +50,9 @@ def _outside_siit() -> int:
     counts from `_nest`: a warning names the user's line, not ours."""
     package = str(Path(__file__).resolve().parents[1])
     level, frame = 1, sys._getframe(2)  # _nest's caller
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+    while str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        if frame.f_back is None:
+            break
         level, frame = level + 1, frame.f_back
     return level + 1
 
