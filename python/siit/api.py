@@ -155,8 +155,9 @@ def train(
             if text_input or text_prior:
                 data.require_text(f"network.options {'text_input' if text_input else 'text_prior'}")
                 text = embed(item_texts(data), progress=cfg.progress and procs.main)
-                options["text_dim" if text_input else "prior_dim"] = text.shape[1]
-                if text_input and text_prior:
+                if text_input:
+                    options["text_dim"] = text.shape[1]
+                if text_prior:
                     options["prior_dim"] = text.shape[1]
             rec = build_model(
                 cfg.model,

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._core import IdentifierTrie, assign_unique
-from .data import Dataset, Samples
+from .data import Dataset, Samples, Windows
 from .diagnostics import regeneration
 from .evidence import collaborative_proposals, collaborative_scores, fixed_levels, propose
 from .identifiers import Identifiers
-from .models import Model, RecModel
+from .models import ItemRecModel, Model, RecModel
 from .tasks import TaskBuilder
 
 if TYPE_CHECKING:
@@ -157,6 +157,32 @@ def token_proposals(
     return cand, scores
 
 
+def item_proposals(
+    model: ItemRecModel,
+    tasks: TaskBuilder,
+    windows: Windows,
+    identifiers: Identifiers,
+    config: TrainConfig,
+    round_: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items, candidates and scores of an item-level model: `collaborative_proposals` with
+    `config`'s levers (seeded by the round, so a resumed run proposes alike)."""
+    refine = config.refine
+    return collaborative_proposals(
+        model,
+        tasks,
+        windows,
+        identifiers,
+        refine.beams,
+        bool(refine.keep_current),
+        config.eval.batch_size,
+        refine.levels,
+        refine.contrast,
+        config.seed + round_,
+        refine.text_occurrences,
+    )
+
+
 def refine_step(
     identifiers: Identifiers,
     items: np.ndarray,
@@ -191,19 +217,7 @@ def refine(
     start = time.perf_counter()
     if model.kind == "item":
         windows = dataset.train_windows(config.data.max_history + 1)
-        items, cand, scores = collaborative_proposals(
-            model,
-            tasks,
-            windows,
-            identifiers,
-            config.refine.beams,
-            bool(config.refine.keep_current),
-            config.eval.batch_size,
-            config.refine.levels,
-            config.refine.contrast,
-            config.seed + round_,
-            config.refine.text_occurrences,
-        )
+        items, cand, scores = item_proposals(model, tasks, windows, identifiers, config, round_)
     else:
         items = tasks.alignment_items("item2id")
         prefix = dataset.train_samples() if config.refine.evidence != "item2id" else None

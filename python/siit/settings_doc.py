@@ -9,11 +9,11 @@ import json
 import sys
 
 from .config import BASELINE_EPOCHS, REFINE_PRESETS, SECTIONS, TrainConfig
+from .config.sections import field_default
 
 
 def _default(f: dataclasses.Field) -> str:
-    value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc,operator]
-    return json.dumps(value)
+    return json.dumps(field_default(f))
 
 
 def rows() -> list[tuple[str, str, str, str]]:

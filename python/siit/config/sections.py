@@ -3,6 +3,7 @@ per field and a `check` that names a bad setting by its dotted path (`refine.mar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,13 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (a fresh one from its factory)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def _integers(
     need: Need, section: object, prefix: str, names: str, least: int, optional: bool = False
 ) -> None:
@@ -34,9 +42,8 @@ def _integers(
     for name in names.split():
         value = getattr(section, name)
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
-        what = f"an integer >= {least}"
-        need(ok or (optional and value is None), f"{prefix}{name} must be "
-             f"{'None or ' if optional else ''}{what}, got {value!r}")  # fmt: skip
+        what = f"{'None or ' if optional else ''}an integer >= {least}"
+        need(ok or (optional and value is None), f"{prefix}{name} must be {what}, got {value!r}")
 
 
 def _one_of(need: Need, value: Any, name: str, allowed: tuple) -> None:

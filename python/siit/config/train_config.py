@@ -32,6 +32,7 @@ from .sections import (
     _integers,
     _one_of,
     _setting,
+    field_default,
 )
 
 TOKENIZERS = ("rqvae", "letter", "cid", "random")
@@ -141,8 +142,7 @@ class TrainConfig:
 
     def __init__(self, **settings: Any) -> None:
         for f in dataclasses.fields(self):
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc,operator]
-            setattr(self, f.name, default)
+            setattr(self, f.name, field_default(f))
         self._apply(_nest(settings, warn=True))
 
     def _apply(self, nested: dict[str, Any]) -> None:

@@ -9,8 +9,7 @@ import time
 
 import numpy as np
 
-from ..evidence import collaborative_proposals
-from ..refine import RefineReport, refine_step, token_proposals
+from ..refine import RefineReport, item_proposals, refine_step, token_proposals
 from .diagnostics import RoundDiagnosticsMixin
 
 log = logging.getLogger("siit")
@@ -45,18 +44,8 @@ class RefinementMixin(RoundDiagnosticsMixin):
     def _collaborative_proposals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Item-level models: beams on the summed evidence of each item's training
         occurrences; rank 0's proposal is everyone's, so all processes assign alike."""
-        found = collaborative_proposals(
-            self.rec,
-            self.tasks,
-            self.samples,
-            self.identifiers,
-            self.config.refine.beams,
-            bool(self.config.refine.keep_current),
-            self.config.eval.batch_size,
-            self.config.refine.levels,
-            self.config.refine.contrast,
-            self.config.seed + self.state["round"],
-            self.config.refine.text_occurrences,
+        found = item_proposals(
+            self.rec, self.tasks, self.samples, self.identifiers, self.config, self.state["round"]
         )
         return self.procs.gather(found)[0]
 
