@@ -43,10 +43,14 @@ from harness import (
 
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
-VARIANTS = {"item-mini+text": {"model": "item-mini", "network.options": {"text_input": True}}}
+VARIANTS = {
+    "item-mini+text": {"model": "item-mini", "network.options": {"text_input": True}},
+    "item-mini+trie": {"model": "item-mini", "network.options": {"trie_softmax": True}},
+}
 GENERATIVE = {
     "item-mini": "item-level",
     "item-mini+text": "item-level, text input",
+    "item-mini+trie": "item-level, trie softmax",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
 }
@@ -250,7 +254,7 @@ def main() -> None:
         "--models",
         nargs="*",
         default=["gpt-mini"],
-        choices=["gpt-mini", "item-mini", "item-mini+text"],
+        choices=["gpt-mini", *sorted(GENERATIVE.keys() - {"gpt-mini", "t5-mini"})],
     )
     parser.add_argument("--seq2seq-datasets", nargs="*", default=["office"])
     parser.add_argument("--seq2seq-tokenizers", nargs="*", default=["cid"])

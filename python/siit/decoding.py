@@ -95,6 +95,18 @@ class TrieTables:
             for t, nodes in enumerate(self.item_nodes)
         ]
 
+    @cached_property
+    def allowed(self) -> list[torch.Tensor]:
+        """Per level t, which codes (n_t, V_t) continue each depth-t node (the root alone
+        for t = 0) to an identifier: the support of a trie-normalized level softmax."""
+        out = []
+        for t in range(self.n_levels):
+            rows = 1 if t == 0 else len(self.codes[t - 1])
+            mask = torch.zeros(rows, self.sizes[t], dtype=torch.bool, device=self.device)
+            mask[self.parents[t], self.codes[t].long()] = True
+            out.append(mask)
+        return out
+
     def excluded_nodes(self, exclude: torch.Tensor) -> list[torch.Tensor]:
         """Per level t, the keys (row << 32) + node of the depth-(t + 1) nodes all of whose
         items `exclude` (B, S; -1 padding) bans in that row: a beam entering one could only

@@ -111,13 +111,22 @@ class ItemSteps:
     def __init__(self, model: ItemRecModel, prompt: np.ndarray) -> None:
         self.net = model.model
         self.query = model.last_hidden(prompt)
+        # with a trie softmax, the trie node each row's codes reached (-1: off the trie)
+        self.node = torch.zeros(len(self.query), dtype=torch.long, device=self.query.device)
 
     def first(self) -> torch.Tensor:
-        return self.net.level_log_probs(self.query, 0)
+        return self.net.level_log_probs(self.query, 0, self.net.allowed(0, self.node))
 
     def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
         self.query = self.net.condition(self.query[beam_idx], codes + self.net.offsets[level])
-        return self.net.level_log_probs(self.query, level + 1)
+        allowed = None
+        if self.net.trie_softmax:
+            node = self.node[beam_idx]
+            child = self.net.trie.children(node.clamp(min=0), level)
+            child = child.gather(1, codes.long()[:, None])[:, 0]
+            self.node = torch.where(node >= 0, child, -1)
+            allowed = self.net.allowed(level + 1, self.node)
+        return self.net.level_log_probs(self.query, level + 1, allowed)
 
 
 def steps_for(model: Model, prompt: np.ndarray, shared_prompt: bool) -> Any:

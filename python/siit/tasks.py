@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .data import Dataset, Samples, Windows, item_texts
+from .decoding import TrieTables
 from .identifiers import Identifiers
-from .models import RecModel
+from .models import ItemRecModel, RecModel
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ class TaskBuilder:
                 f"model's identifier tokens {list(self.model.codebook_sizes)}"
             )
         self.code_tokens = self.model.code_tokens(identifiers.codes)
+        if isinstance(self.model, ItemRecModel) and self.model.model.trie_softmax:
+            # the trie its level softmaxes normalize over follows the identifiers in use
+            self.model.use_trie(TrieTables.of(identifiers, self.model.device))
 
     def alignment_items(self, task: str) -> np.ndarray:
         """Items a task can use: item2id needs text, id2item a title."""

@@ -26,8 +26,14 @@ from tiny import EXACT_RUN, random_identifiers, tiny_dataset
 
 @pytest.fixture(
     scope="module",
-    params=[dict(), dict(conditional=False), dict(arch="llama")],
-    ids=["conditional", "independent", "llama"],
+    params=[
+        dict(),
+        dict(conditional=False),
+        dict(arch="llama"),
+        dict(trie_softmax=True),
+        dict(trie_softmax=True, conditional=False),
+    ],
+    ids=["conditional", "independent", "llama", "trie-softmax", "independent-trie-softmax"],
 )
 def setup(request):
     dataset = tiny_dataset()
@@ -55,8 +61,13 @@ def test_exact_scores_are_the_per_item_log_probs(setup):
         for item in range(identifiers.n_items):  # one item at a time, level by level
             one = model.model.target_log_probs(hidden, tokens[item].expand(len(prompt), -1))
             np.testing.assert_allclose(exact[:, item], one.sum(1).numpy(), atol=1e-5)
-    # a probability distribution over all identifiers: the catalogue holds part of it
-    assert (np.exp(exact).sum(1) < 1 + 1e-5).all()
+    # a probability distribution over all identifiers: the catalogue holds part of it, or
+    # all of it when every level is normalized over the trie's children
+    total = np.exp(exact).sum(1)
+    if model.model.trie_softmax:
+        np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    else:
+        assert (total < 1 + 1e-5).all()
 
 
 def test_small_chunks_give_the_same_scores(setup):
@@ -131,14 +142,20 @@ def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):
     rng = np.random.default_rng(0)
     cand = rng.integers(0, 6, size=(identifiers.n_items, 4, 3))
     summed = occurrence_scores(model, states, owner, cand, max_elements=50)
-    # one occurrence at a time: the history before it through the model, its candidates
+    # one occurrence at a time: the history before it through the model, its candidates.
+    # The evidence scores identifiers off the trie too (a move goes to a free one), so a
+    # trie-softmax model's evidence is its codebook-wide softmax.
     ref = np.zeros_like(summed)
     items = windows.items
-    for w in range(len(items)):
-        for end in range(1, int((items[w] >= 0).sum())):
-            hist, _ = tasks.seqrec(items[w][None, :end])
-            item = items[w, end]
-            ref[item] += candidate_log_probs(model, hist, cand[item][None])[0]
+    trie_softmax, model.model.trie_softmax = model.model.trie_softmax, False
+    try:
+        for w in range(len(items)):
+            for end in range(1, int((items[w] >= 0).sum())):
+                hist, _ = tasks.seqrec(items[w][None, :end])
+                item = items[w, end]
+                ref[item] += candidate_log_probs(model, hist, cand[item][None])[0]
+    finally:
+        model.model.trie_softmax = trie_softmax
     np.testing.assert_allclose(summed, ref, atol=1e-4)
     # the beams are the identifiers under which the occurrences are most likely
     beams, scores = collaborative_beams(model, states, owner, identifiers.n_items, 5, 50)
@@ -478,3 +495,26 @@ def test_text_occurrences_need_a_trained_text_prior():
         rounds=1, network={"options": {"text_prior": True}}, refine={"text_occurrences": 2}
     ).check()
     assert config.schedule.tasks["item2id"] > 0
+
+
+def test_the_trie_softmax_follows_the_identifiers_in_use():
+    """A trie-softmax model normalizes over the trie of the identifiers its task builder
+    holds: after new identifiers, its loss and its catalogue distribution are theirs, and a
+    model without the trie refuses to train rather than normalize over nothing."""
+    dataset = tiny_dataset()
+    old = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    new = random_identifiers(dataset, levels=3, codebook_size=6, seed=2)
+    model = build_model("item-tiny", old.codebook_sizes, old.prefixes, seed=3, trie_softmax=True)
+    history = torch.as_tensor(model.code_tokens(old.codes[:4]))[None]
+    with pytest.raises(ValueError, match="use_trie"):
+        model.model(history, history)
+    tasks = TaskBuilder(model, dataset, old)
+    tasks.set_identifiers(new)
+    prompt, _ = tasks.seqrec(dataset.valid_samples().histories[:5])
+    exact = model.item_log_probs(prompt, TrieTables.of(new))
+    torch.testing.assert_close(exact.exp().sum(1), torch.ones(5), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        hidden = model.last_hidden(prompt)
+        target = torch.as_tensor(model.code_tokens(new.codes[7]))[None].expand(5, -1)
+        one = model.model.target_log_probs(hidden, target).sum(1)
+    torch.testing.assert_close(one, exact[:, 7].to(one.dtype), atol=1e-5, rtol=0)

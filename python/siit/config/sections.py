@@ -92,7 +92,7 @@ class NetworkSettings:
     options: dict[str, Any] = _setting(
         dict,
         "fields of the model preset (item-level: hidden, layers, dropout, conditional, "
-        "text_input, ...)",
+        "trie_softmax, text_input, ...)",
     )
     gguf_file: str | None = _setting(None, "the GGUF file inside a GGUF model repository")
     dtype: str = _setting("float32", 'weights: "float32", "float64" or "bfloat16"')

@@ -76,6 +76,12 @@ class ItemRecModel(ModelBase):
             raise ValueError(f"item text vectors must be (n, {self.text_dim}), got {vectors.shape}")
         self.model.item_text = torch.as_tensor(vectors, device=self.device)
 
+    def use_trie(self, tables: TrieTables) -> None:
+        """The identifiers in use, as trie tables: a model with `trie_softmax` normalizes
+        each level over the codes that continue them (others ignore the call)."""
+        if self.model.trie_softmax:
+            self.model.trie = tables
+
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy (B, T, L) of every code of every target item; 0 at padding. `net`
         is the model or its DDP wrapper."""
@@ -103,13 +109,16 @@ class ItemRecModel(ModelBase):
             for level in range(self.n_levels):
                 cond = queries[level]  # (N_l, d): codes above each depth-l node
                 size = self.codebook_sizes[level]
-                above = nodes[level - 1] if level and net.conditional else None
+                allowed = tables.allowed[level] if net.trie_softmax else None
+                per_node = level > 0 and (net.conditional or allowed is not None)
+                above = nodes[level - 1] if per_node else None
                 code = codes[level][nodes[level]]  # each item's code at this level
                 n_nodes = 1 if above is None else len(cond)
                 step = max(1, max_elements // (n_nodes * size))
                 for lo in range(0, len(hidden), step):
                     h = hidden[lo : lo + step, None, :]
-                    logp = net.level_log_probs(h if above is None else h + cond, level)
+                    query = h + cond if net.conditional and above is not None else h
+                    logp = net.level_log_probs(query, level, allowed)
                     flat = logp.reshape(len(h), -1)
                     idx = code if above is None else above * size + code
                     total[lo : lo + step] += flat[:, idx]
@@ -167,13 +176,16 @@ class ItemRecModel(ModelBase):
             for level in range(levels - 1):  # log-prob of every node's prefix, level by level
                 parent = tables.parents[level]
                 query = hidden[:, None] + queries[level] if net.conditional else hidden[:, None]
-                logp = net.level_log_probs(query, level).expand(-1, len(queries[level]), -1)
+                allowed = tables.allowed[level] if net.trie_softmax else None
+                logp = net.level_log_probs(query, level, allowed)
+                logp = logp.expand(-1, len(queries[level]), -1)
                 prefix = prefix[:, parent] + logp[:, parent, tables.codes[level]]
             last = levels - 1
             m = min(candidates, prefix.shape[1])
             bound, nodes = prefix.topk(m, dim=1)
             query = hidden[:, None] + queries[last][nodes] if net.conditional else hidden[:, None]
-            logp = net.level_log_probs(query, last).expand(-1, m, -1)
+            allowed = tables.allowed[last][nodes] if net.trie_softmax else None
+            logp = net.level_log_probs(query, last, allowed).expand(-1, m, -1)
             child = tables.children(nodes.reshape(-1), last).view(b, m, -1)
             items = torch.where(child >= 0, tables.leaf_items[child.clamp(min=0)], -1).view(b, -1)
             scores = (bound[..., None] + logp).masked_fill(child < 0, neg).view(b, -1)

@@ -7,10 +7,14 @@ and files."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..decoding import TrieTables
 
 
 class LevelHead(nn.Module):
@@ -98,11 +102,18 @@ class ItemLM(nn.Module):
         attn_dropout: float,
         text_dim: int,
         prior_dim: int,
+        trie_softmax: bool,
     ) -> None:
         super().__init__()
         self.sizes = tuple(int(s) for s in codebook_sizes)
         self.offsets = tuple(int(o) for o in np.cumsum([0, *self.sizes[:-1]]))
         self.conditional = conditional
+        # each level's softmax over the codes that continue a real identifier (the trie's
+        # children) rather than the whole codebook: the loss and the ranking are then a
+        # distribution over the catalogue's identifiers, and no capacity goes to learning
+        # which codes exist; the trie is the identifiers in use (`ItemRecModel.use_trie`)
+        self.trie_softmax = trie_softmax
+        self.trie: TrieTables | None = None
         self.codes = nn.Embedding(sum(self.sizes), hidden)
         nn.init.normal_(self.codes.weight, std=0.02)
         self.backbone = _backbone(
@@ -148,12 +159,33 @@ class ItemLM(nn.Module):
         )
         return out.last_hidden_state
 
-    def level_log_probs(self, query: torch.Tensor, level: int) -> torch.Tensor:
-        """Log-probabilities (..., V_l) of level l's codes for queries (..., d)."""
+    def level_log_probs(
+        self, query: torch.Tensor, level: int, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Log-probabilities (..., V_l) of level l's codes for queries (..., d); with
+        `allowed` (a bool mask broadcastable to (..., V_l)), normalized over those codes
+        only (-inf elsewhere; the result takes the broadcast shape)."""
         lo = self.offsets[level]
         weight = self.codes.weight[lo : lo + self.sizes[level]]
         logits = self.heads[level](query) @ weight.T
-        return torch.log_softmax(logits.float() if logits.dtype == torch.bfloat16 else logits, -1)
+        if logits.dtype == torch.bfloat16:
+            logits = logits.float()
+        if allowed is not None:
+            logits = torch.where(allowed, logits, float("-inf"))
+        return torch.log_softmax(logits, -1)
+
+    def allowed(self, level: int, nodes: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The trie softmax's mask of level `level` under depth-`level` trie nodes (any
+        shape; None: every node of that depth, (n, V_l)); None without a trie softmax. A
+        node of -1 (a prefix off the trie) allows every code."""
+        if not self.trie_softmax:
+            return None
+        if self.trie is None:
+            raise ValueError("a model with trie_softmax needs its identifiers' trie: use_trie")
+        mask = self.trie.allowed[level]
+        if nodes is None:
+            return mask
+        return torch.where(nodes[..., None] >= 0, mask[nodes.clamp(min=0)], True)
 
     def condition(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The query of the next level after the codes `tokens` (global ids, same shape as
@@ -164,13 +196,31 @@ class ItemLM(nn.Module):
         """Log-prob (..., L) of each code of target identifiers (..., L) of global ids after
         hidden states (..., d), by teacher forcing; 0 at padding."""
         query, out = hidden, []
+        nodes = self._target_nodes(target)
         for level in range(len(self.sizes)):
             token = torch.where(target[..., level] >= 0, target[..., level], self.offsets[level])
-            logp = self.level_log_probs(query, level)
+            allowed = None if nodes is None else self.allowed(level, nodes[level])
+            logp = self.level_log_probs(query, level, allowed)
             out.append(logp.gather(-1, (token - self.offsets[level])[..., None])[..., 0])
             if level + 1 < len(self.sizes):
                 query = self.condition(query, token)
         return torch.stack(out, -1).masked_fill(target < 0, 0.0)
+
+    def _target_nodes(self, target: torch.Tensor) -> list[torch.Tensor] | None:
+        """Per level, the trie node (...,) above each target identifier's code there (the
+        root for level 0); None without a trie softmax. Padding walks as code 0."""
+        if self.allowed(0) is None:
+            return None
+        assert self.trie is not None
+        local = (target - torch.as_tensor(self.offsets, device=target.device)).clamp(min=0)
+        flat = local.reshape(-1, local.shape[-1])
+        node = torch.zeros(len(flat), dtype=torch.long, device=target.device)
+        out = [node]
+        for level in range(len(self.sizes) - 1):
+            child = self.trie.children(node.clamp(min=0), level)
+            node = torch.where(node >= 0, child.gather(1, flat[:, level : level + 1])[:, 0], -1)
+            out.append(node)
+        return [n.view(target.shape[:-1]) for n in out]
 
     def text_states(self, items: torch.Tensor) -> torch.Tensor:
         """The text prior's queries (..., d) of item indices (...)."""

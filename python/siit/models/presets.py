@@ -103,5 +103,10 @@ ITEM_PRESETS: dict[str, dict[str, Any]] = {
 }
 # Options every item-level model has, and their defaults.
 ITEM_DEFAULTS: dict[str, Any] = dict(
-    conditional=True, max_items=512, attn_dropout=0.0, text_dim=0, prior_dim=0
+    conditional=True,
+    max_items=512,
+    attn_dropout=0.0,
+    text_dim=0,
+    prior_dim=0,
+    trie_softmax=False,
 )
