@@ -518,3 +518,23 @@ def test_the_trie_softmax_follows_the_identifiers_in_use():
         target = torch.as_tensor(model.code_tokens(new.codes[7]))[None].expand(5, -1)
         one = model.model.target_log_probs(hidden, target).sum(1)
     torch.testing.assert_close(one, exact[:, 7].to(one.dtype), atol=1e-5, rtol=0)
+
+
+def test_a_trie_softmax_run_refines_serves_and_grows(tmp_path):
+    """Through a refinement round, evaluation, loading, beam-search serving and new items,
+    the model's distribution stays over the catalogue's identifiers of the moment."""
+    settings = {**ITEM_RUN, "rounds": 1, "network.options": {"trie_softmax": True}}
+    result = siit.train(output_dir=tmp_path, **settings)
+    assert result.identifiers.is_unique()
+    assert siit.evaluate(tmp_path)["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-9)
+    rec = siit.load(tmp_path)
+    assert rec.model.model.trie_softmax
+    prompt, _ = rec._tasks.seqrec(np.array([[0, 1, 2]]))
+    total = rec.model.item_log_probs(prompt, rec.tables).exp().sum()
+    assert float(total) == pytest.approx(1.0, abs=1e-6)
+    siit.add_items(tmp_path, {"new-1": {"title": "a new thing"}})
+    grown = siit.load(tmp_path)
+    prompt, _ = grown._tasks.seqrec(np.array([[0, 1, 2]]))
+    total = grown.model.item_log_probs(prompt, grown.tables).exp().sum()
+    assert float(total) == pytest.approx(1.0, abs=1e-6)
+    assert grown.model.item_log_probs(prompt, grown.tables).shape[1] == len(grown.item_ids)
