@@ -137,13 +137,19 @@ class TrieTables:
         out.scatter_(1, slot, torch.where(valid, pos, -1))
         return out[:, :size]
 
+    def step(self, node: torch.Tensor, code: torch.Tensor, level: int) -> torch.Tensor:
+        """The child (B,) of each depth-`level` node (B,) by its code (B,); -1 where the
+        node is -1 or the code leads to no identifier."""
+        valid = (node >= 0) & (code >= 0) & (code < self.sizes[level])
+        code = code.clamp(0, self.sizes[level] - 1).long()
+        child = self.children(node.clamp(min=0), level).gather(1, code[:, None])[:, 0]
+        return torch.where(valid, child, -1)
+
     def walk(self, codes: torch.Tensor) -> torch.Tensor:
         """Node reached by each prefix (B, t); -1 where the prefix is not in the trie."""
         node = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
         for level in range(codes.shape[1]):
-            code = codes[:, level].clamp(0, self.sizes[level] - 1)
-            child = self.children(node.clamp(min=0), level).gather(1, code[:, None])[:, 0]
-            node = torch.where((node >= 0) & (codes[:, level] == code), child, -1)
+            node = self.step(node, codes[:, level], level)
         return node
 
 

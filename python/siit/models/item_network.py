@@ -214,12 +214,9 @@ class ItemLM(nn.Module):
         assert self.trie is not None
         local = (target - torch.as_tensor(self.offsets, device=target.device)).clamp(min=0)
         flat = local.reshape(-1, local.shape[-1])
-        node = torch.zeros(len(flat), dtype=torch.long, device=target.device)
-        out = [node]
+        out = [torch.zeros(len(flat), dtype=torch.long, device=target.device)]
         for level in range(len(self.sizes) - 1):
-            child = self.trie.children(node.clamp(min=0), level)
-            node = torch.where(node >= 0, child.gather(1, flat[:, level : level + 1])[:, 0], -1)
-            out.append(node)
+            out.append(self.trie.step(out[-1], flat[:, level], level))
         return [n.view(target.shape[:-1]) for n in out]
 
     def text_states(self, items: torch.Tensor) -> torch.Tensor:
