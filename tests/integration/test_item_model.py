@@ -27,13 +27,21 @@ from tiny import EXACT_RUN, random_identifiers, tiny_dataset
 @pytest.fixture(
     scope="module",
     params=[
-        dict(),
-        dict(conditional=False),
-        dict(arch="llama"),
+        dict(trie_softmax=False),
+        dict(trie_softmax=False, conditional=False),
+        dict(trie_softmax=False, arch="llama"),
         dict(trie_softmax=True),
         dict(trie_softmax=True, conditional=False),
+        dict(trie_softmax=True, arch="llama"),
     ],
-    ids=["conditional", "independent", "llama", "trie-softmax", "independent-trie-softmax"],
+    ids=[
+        "codebook-softmax",
+        "independent-codebook-softmax",
+        "llama-codebook-softmax",
+        "trie-softmax",
+        "independent-trie-softmax",
+        "llama-trie-softmax",
+    ],
 )
 def setup(request):
     dataset = tiny_dataset()
@@ -410,10 +418,15 @@ def test_text_input_needs_item_text(tmp_path):
 # -- the text prior: text -> identifier through the same heads ------------------------------
 
 
-def _text_prior_model(dataset, identifiers, seed=3):
+def _text_prior_model(dataset, identifiers, seed=3, **options):
     """An item-level model with a text prior over random 12-d item text vectors."""
     model = build_model(
-        "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, seed=seed, prior_dim=12
+        "item-tiny",
+        identifiers.codebook_sizes,
+        identifiers.prefixes,
+        seed=seed,
+        prior_dim=12,
+        **options,
     )
     with torch.no_grad():
         model.model.codes.weight.normal_(0, 1.0)
@@ -447,7 +460,9 @@ def test_text_counts_as_that_many_occurrences_in_the_evidence():
     alone, and the beams search that same objective."""
     dataset = tiny_dataset()
     identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
-    model = _text_prior_model(dataset, identifiers)
+    # evidence scores candidates over the whole codebook (off the trie too), as
+    # target_log_probs does with the codebook-wide softmax
+    model = _text_prior_model(dataset, identifiers, trie_softmax=False)
     tasks = TaskBuilder(model, dataset, identifiers)
     states, owner = occurrence_states(model, tasks, dataset.train_windows(6), batch_size=7)
     cand = np.random.default_rng(0).integers(0, 6, size=(identifiers.n_items, 4, 3))

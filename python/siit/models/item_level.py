@@ -256,7 +256,8 @@ class ItemRecModel(ModelBase):
 
         directory = Path(directory)
         meta = json.loads((directory / META).read_text())
-        rec = build_item_model(meta["codebook_sizes"], meta["prefixes"], **meta["options"])
+        options = {"trie_softmax": False, **meta["options"]}
+        rec = build_item_model(meta["codebook_sizes"], meta["prefixes"], **options)
         rec.model.to(getattr(torch, meta.get("dtype", "float32")))
         rec.model.load_state_dict(load_file(str(directory / WEIGHTS)))
         rec.model.to(device)
@@ -289,5 +290,7 @@ def build_item_model(
         net,
         tuple(int(s) for s in codebook_sizes),
         tuple(prefixes),
-        options={"preset": preset, **options},
+        # the softmax is recorded even when default: models saved before the option
+        # existed load without it, as the codebook-wide softmax they were trained with
+        options={"preset": preset, **options, "trie_softmax": params["trie_softmax"]},
     )
