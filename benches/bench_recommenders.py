@@ -9,7 +9,8 @@ recommended) and with the user's history excluded. Identifiers are fitted once p
 (dataset, tokenizer) with seed 0 and shared by the seeds, so seeds vary the model only.
 Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms are not
 repeated, so the script resumes, and rows already in recommenders.json are kept unless their
-arm runs again (`--models item-mini` adds item-level rows beside the recorded ones).
+arm runs again (`--models item-mini` adds item-level rows beside the recorded ones;
+`item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input).
 
     python benches/bench_recommenders.py --datasets movielens ../shared/data/office \
         ../shared/data/scientific --seeds 0 1 2 --jobs 2 --models gpt-mini item-mini
