@@ -90,6 +90,14 @@ def check_fits(model: Model, identifiers: Identifiers, config: TrainConfig) -> N
                 f"sizes {list(identifiers.codebook_sizes)} after {config.data.max_history} "
                 "items of history (network.options.max_items)"
             )
+        if model.model.trie_softmax and config.rounds > 0:
+            log.warning(
+                "trie_softmax with %d refinement round(s): the evidence scores free codes "
+                "with logits the trie softmax never trains, so most items move (in "
+                "benches/results/siit_item_trie.md, 99%% of the last codes) for no gain "
+                "over the same rounds without moves",
+                config.rounds,
+            )
         return
     if tuple(identifiers.codebook_sizes) != model.codebook_sizes:
         raise ValueError(
