@@ -145,12 +145,17 @@ class TrieTables:
         child = self.children(node.clamp(min=0), level).gather(1, code[:, None])[:, 0]
         return torch.where(valid, child, -1)
 
+    def path(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """The nodes (B,) each prefix (B, t) passes through, depth 0 (the root) to t; -1
+        from where the prefix leaves the trie."""
+        out = [torch.zeros(len(codes), dtype=torch.long, device=codes.device)]
+        for level in range(codes.shape[1]):
+            out.append(self.step(out[-1], codes[:, level], level))
+        return out
+
     def walk(self, codes: torch.Tensor) -> torch.Tensor:
         """Node reached by each prefix (B, t); -1 where the prefix is not in the trie."""
-        node = torch.zeros(len(codes), dtype=torch.long, device=codes.device)
-        for level in range(codes.shape[1]):
-            node = self.step(node, codes[:, level], level)
-        return node
+        return self.path(codes)[-1]
 
 
 class BeamResult:

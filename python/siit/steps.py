@@ -120,8 +120,8 @@ class ItemSteps:
     def next(self, beam_idx: torch.Tensor, codes: torch.Tensor, level: int) -> torch.Tensor:
         self.query = self.net.condition(self.query[beam_idx], codes + self.net.offsets[level])
         allowed = None
-        if self.net.trie is not None and self.net.trie_softmax:
-            self.node = self.net.trie.step(self.node[beam_idx], codes, level)
+        if self.net.trie_softmax:
+            self.node = self.net.require_trie().step(self.node[beam_idx], codes, level)
             allowed = self.net.allowed(level + 1, self.node)
         return self.net.level_log_probs(self.query, level + 1, allowed)
 

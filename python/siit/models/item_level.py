@@ -78,9 +78,8 @@ class ItemRecModel(ModelBase):
 
     def use_trie(self, tables: TrieTables) -> None:
         """The identifiers in use, as trie tables: a model with `trie_softmax` normalizes
-        each level over the codes that continue them (others ignore the call)."""
-        if self.model.trie_softmax:
-            self.model.trie = tables
+        each level over the codes that continue them (others never read them)."""
+        self.model.trie = tables
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy (B, T, L) of every code of every target item; 0 at padding. `net`

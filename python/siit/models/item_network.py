@@ -180,12 +180,16 @@ class ItemLM(nn.Module):
         node of -1 (a prefix off the trie) allows every code."""
         if not self.trie_softmax:
             return None
-        if self.trie is None:
-            raise ValueError("a model with trie_softmax needs its identifiers' trie: use_trie")
-        mask = self.trie.allowed[level]
+        mask = self.require_trie().allowed[level]
         if nodes is None:
             return mask
         return torch.where(nodes[..., None] >= 0, mask[nodes.clamp(min=0)], True)
+
+    def require_trie(self) -> TrieTables:
+        """The trie of the identifiers in use, which a trie softmax cannot do without."""
+        if self.trie is None:
+            raise ValueError("a model with trie_softmax needs its identifiers' trie: use_trie")
+        return self.trie
 
     def condition(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """The query of the next level after the codes `tokens` (global ids, same shape as
@@ -209,15 +213,11 @@ class ItemLM(nn.Module):
     def _target_nodes(self, target: torch.Tensor) -> list[torch.Tensor] | None:
         """Per level, the trie node (...,) above each target identifier's code there (the
         root for level 0); None without a trie softmax. Padding walks as code 0."""
-        if self.allowed(0) is None:
+        if not self.trie_softmax:
             return None
-        assert self.trie is not None
         local = (target - torch.as_tensor(self.offsets, device=target.device)).clamp(min=0)
-        flat = local.reshape(-1, local.shape[-1])
-        out = [torch.zeros(len(flat), dtype=torch.long, device=target.device)]
-        for level in range(len(self.sizes) - 1):
-            out.append(self.trie.step(out[-1], flat[:, level], level))
-        return [n.view(target.shape[:-1]) for n in out]
+        path = self.require_trie().path(local.reshape(-1, local.shape[-1])[:, :-1])
+        return [node.view(target.shape[:-1]) for node in path]
 
     def text_states(self, items: torch.Tensor) -> torch.Tensor:
         """The text prior's queries (..., d) of item indices (...)."""
