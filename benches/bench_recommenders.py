@@ -10,7 +10,8 @@ recommended) and with the user's history excluded. Identifiers are fitted once p
 Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms are not
 repeated, so the script resumes, and rows already in recommenders.json are kept unless their
 arm runs again (`--models item-mini` adds item-level rows beside the recorded ones;
-`item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input).
+`item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input,
+`item-mini+text+trie` with both; plain `item-mini` rows are text-free).
 
     python benches/bench_recommenders.py --datasets movielens ../shared/data/office \
         ../shared/data/scientific --seeds 0 1 2 --jobs 2 --models gpt-mini item-mini
@@ -44,14 +45,24 @@ from harness import (
 
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
+# item-mini reads item text by default ("auto"); its rows predate that and stay text-free.
 VARIANTS = {
+    "item-mini": {"model": "item-mini", "network.options": {"text_input": False}},
     "item-mini+text": {"model": "item-mini", "network.options": {"text_input": True}},
-    "item-mini+trie": {"model": "item-mini", "network.options": {"trie_softmax": True}},
+    "item-mini+trie": {
+        "model": "item-mini",
+        "network.options": {"trie_softmax": True, "text_input": False},
+    },
+    "item-mini+text+trie": {
+        "model": "item-mini",
+        "network.options": {"trie_softmax": True, "text_input": True},
+    },
 }
 GENERATIVE = {
     "item-mini": "item-level",
     "item-mini+text": "item-level, text input",
     "item-mini+trie": "item-level, trie softmax",
+    "item-mini+text+trie": "item-level, text input, trie softmax",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
 }

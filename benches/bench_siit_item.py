@@ -87,6 +87,10 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                         "seed": seed,
                         "output_dir": str(out),
                     }
+                    # item-mini reads item text by default ("auto"); the grids ran text-free
+                    # and stay so unless --settings or the arm turns text input on
+                    options = {"text_input": False, **common.get("network.options", {})}
+                    settings["network.options"] = {**options, **arm.get("network.options", {})}
                     arms.append(
                         dict(
                             dataset=Path(dataset).name,

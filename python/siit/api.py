@@ -15,7 +15,16 @@ from .config import OBJECT, EvalSettings, TrainConfig, is_item_level
 from .data import Dataset, item_texts
 from .embed import embed
 from .identifiers import Identifiers
-from .models import DTYPES, ItemRecModel, Model, RecModel, build_model, check_model_name, load_model
+from .models import (
+    DTYPES,
+    TEXT_INPUT_DEFAULTS,
+    ItemRecModel,
+    Model,
+    RecModel,
+    build_model,
+    check_model_name,
+    load_model,
+)
 from .report import write_report
 from .runs import RUNS, check_run_dir, load_run
 from .tasks import TaskBuilder
@@ -39,6 +48,22 @@ log = logging.getLogger("siit")
 
 # Settings that may change when a run resumes; the rest must stay as the run started.
 RESUMABLE = {"device", "threads", "progress"}
+
+
+def _reads_text(model: str, text_input: bool | str | None, data: Dataset) -> bool:
+    """Whether an item-level model reads item text vectors as input: `network.options`
+    text_input True (the dataset must have text), False, or "auto" (where the dataset has
+    text); unset, the preset's default (`TEXT_INPUT_DEFAULTS`: "auto" for item-mini and
+    item-small)."""
+    if text_input is None:
+        text_input = TEXT_INPUT_DEFAULTS.get(model, False)
+    if text_input != "auto":
+        return bool(text_input)
+    if data.has_text:
+        log.info("%s reads item text as input (network.options text_input=False: off)", model)
+        return True
+    log.info("%s reads no item text: dataset %r has none", model, data.name)
+    return False
 
 
 def _logging(run_dir: Path, main: bool) -> None:
@@ -150,7 +175,7 @@ def train(
         else:
             options = dict(cfg.network.options)
             text = None
-            text_input = options.pop("text_input", False)  # item-level: text vectors as input
+            text_input = _reads_text(cfg.model, options.pop("text_input", None), data)
             text_prior = options.pop("text_prior", False)  # item-level: text -> identifier
             if text_input or text_prior:
                 data.require_text(f"network.options {'text_input' if text_input else 'text_prior'}")

@@ -1,6 +1,7 @@
 """Item-level models: exact catalogue scores, beam search on the same heads, the
 all-position loss, exclusion, persistence, and refinement from occurrence evidence."""
 
+import copy
 import json
 import logging
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import siit
 import torch
+from siit.api import _reads_text
 from siit.decoding import TrieTables, beam_search, candidate_log_probs, top_items
 from siit.evidence import (
     collaborative_beams,
@@ -413,6 +415,22 @@ def test_text_input_needs_item_text(tmp_path):
     # without text input, an item-level model trains and refines on interactions alone
     result = siit.train(output_dir=tmp_path / "plain", **{**settings, "rounds": 1})
     assert result.rounds[1].refine["changed"] >= 0 and result.identifiers.is_unique()
+
+
+def test_text_input_defaults_to_the_datasets_text(caplog):
+    """item-mini and item-small read item text where the dataset has some ("auto"); other
+    presets, text-free datasets and text_input=False do not; a bad value is refused."""
+    texty = tiny_dataset()
+    bare = copy.copy(texty)
+    bare.item_text = [{} for _ in texty.item_text]
+    with caplog.at_level(logging.INFO, logger="siit"):
+        assert _reads_text("item-mini", None, texty) and _reads_text("item-small", None, texty)
+        assert not _reads_text("item-mini", None, bare)
+    assert "reads no item text" in caplog.text and "reads item text as input" in caplog.text
+    assert not _reads_text("item-mini", False, texty) and not _reads_text("item-tiny", None, texty)
+    assert _reads_text("item-tiny", "auto", texty) and _reads_text("item-tiny", True, bare)
+    with pytest.raises(ValueError, match="network.options text_input must be true, false or"):
+        siit.TrainConfig(**{"network.options": {"text_input": "yes"}}).check()
 
 
 # -- the text prior: text -> identifier through the same heads ------------------------------

@@ -39,7 +39,7 @@ def test_csv_and_hugging_face_like_tables(tmp_path):
     path = tmp_path / "inter.csv"
     INTERACTIONS.rename(columns={"timestamp": "t"}).to_csv(path, index=False)
     data = Dataset.from_table(path, time="t")
-    assert data.name == "inter" and data.item_text[0] == {"title": "9"}
+    assert data.name == "inter" and data.item_text[0] == {} and not data.has_text
 
     hf = datasets.Dataset.from_pandas(INTERACTIONS)
     assert Dataset.from_table(hf, ITEMS).n_interactions == 7

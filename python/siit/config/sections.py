@@ -113,6 +113,11 @@ class NetworkSettings:
         _integers(need, self, "network.", names, 1)
         _one_of(need, self.dtype, "network.dtype", ("float32", "float64", "bfloat16"))
         _one_of(need, self.item2id_input, "network.item2id_input", ("text", "embedding"))
+        text_input = self.options.get("text_input")
+        need(
+            text_input in (None, True, False, "auto"),
+            f"network.options text_input must be true, false or 'auto', got {text_input!r}",
+        )
 
 
 @dataclass

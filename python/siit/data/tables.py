@@ -127,15 +127,16 @@ def from_table(
     **options: Any,
 ) -> Dataset:
     """A `Dataset` from a table of interactions with `user`, `item` and `time` columns, plus
-    an optional table of item text keyed by the same `item` column (without it, items get
-    their id as title). Tables may be pandas DataFrames, CSV or Parquet paths, or Hugging Face
-    `datasets.Dataset` objects. `options` go to `from_interactions` (k_core, dedup, ...)."""
+    an optional table of item text keyed by the same `item` column (without it, the items
+    have no text, as in every text-free loader). Tables may be pandas DataFrames, CSV or
+    Parquet paths, or Hugging Face `datasets.Dataset` objects. `options` go to
+    `from_interactions` (k_core, dedup, ...)."""
     frame = _frame(interactions, "interactions")
     missing = [c for c in (user, item, time) if c not in frame.columns]
     if missing:
         raise ValueError(f"interactions: no column {missing} (columns: {list(frame.columns)})")
     if items is None:
-        text = {str(i): {"title": str(i)} for i in frame[item].unique()}
+        text = {str(i): {} for i in frame[item].unique()}
     else:
         table = _frame(items, "items")
         if item not in table.columns:

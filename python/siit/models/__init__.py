@@ -22,13 +22,14 @@ from typing import Any
 import torch
 
 from .item_level import ItemRecModel, build_item_model
-from .presets import ITEM_PRESETS, PRESETS
+from .presets import ITEM_PRESETS, PRESETS, TEXT_INPUT_DEFAULTS
 from .token_build import build_token_model, smollm2_gguf, train_text_tokenizer
 from .token_level import DTYPES, NEG_INF, PROJECTION, PROJECTION_FILE, RecModel, full_precision
 
 __all__ = [
     "DTYPES",
     "ITEM_PRESETS",
+    "TEXT_INPUT_DEFAULTS",
     "NEG_INF",
     "PRESETS",
     "PROJECTION",
