@@ -45,16 +45,15 @@ from harness import (
 
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
-# item-mini reads item text by default ("auto"); its rows predate that and stay text-free.
+# item-mini reads item text by default ("auto") and trains up to 150 epochs; its rows ran
+# at 100, plain item-mini text-free, and stay so, so that a resumed grid stays like for like.
+ITEM_ROWS = {"model": "item-mini", "schedule.max_epochs_per_round": 100}
 VARIANTS = {
-    "item-mini": {"model": "item-mini", "network.options": {"text_input": False}},
-    "item-mini+text": {"model": "item-mini", "network.options": {"text_input": True}},
-    "item-mini+trie": {
-        "model": "item-mini",
-        "network.options": {"trie_softmax": True, "text_input": False},
-    },
+    "item-mini": {**ITEM_ROWS, "network.options": {"text_input": False}},
+    "item-mini+text": {**ITEM_ROWS, "network.options": {"text_input": True}},
+    "item-mini+trie": {**ITEM_ROWS, "network.options": {"trie_softmax": True, "text_input": False}},
     "item-mini+text+trie": {
-        "model": "item-mini",
+        **ITEM_ROWS,
         "network.options": {"trie_softmax": True, "text_input": True},
     },
 }
