@@ -115,7 +115,7 @@ def main() -> None:
     lines += [
         "",
         f"| CPU threads | validation users / s ({rows[0]['config']['model']}, eval_mode "
-        f"{rows[0]['config']['eval_mode']}) | refinement items / s |",
+        f"{rows[0]['config']['eval']['mode']}) | refinement items / s |",
         "|---:|---:|---:|",
     ]
     for t in speed:
