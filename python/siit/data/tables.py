@@ -135,6 +135,7 @@ def from_table(
     missing = [c for c in (user, item, time) if c not in frame.columns]
     if missing:
         raise ValueError(f"interactions: no column {missing} (columns: {list(frame.columns)})")
+    text: dict[str, dict[str, str]]
     if items is None:
         text = {str(i): {} for i in frame[item].unique()}
     else:
