@@ -8,10 +8,11 @@ and after the move: moved, kept, cold-start) come from the runs' metrics.json.
         --tokenizers cid --seeds 0 1 --levers benches/configs/siit_item_pilot.toml
 
 `--levers` is a TOML file with a table of TrainConfig settings per arm (or the same as
-JSON), on top of `refine="conservative"` with one refinement (`--rounds`); rounds share
-`--total-epochs` as the arm says (e.g. `schedule.max_epochs_first_round`). Runs go to
-benches/runs/ as resumable `siit train` subprocesses, `--jobs` at a time with one thread
-each. Writes benches/results/NAME.{json,md} (`--name`, default siit_item).
+JSON), on top of `refine="conservative"` with one refinement (`--rounds`); `--settings`
+apply to every run, the baseline's too, and name the runs; rounds share `--total-epochs`
+as the arm says (e.g. `schedule.max_epochs_first_round`). Runs go to benches/runs/ as
+resumable `siit train` subprocesses, `--jobs` at a time with one thread each. Writes
+benches/results/NAME.{json,md} (`--name`, default siit_item).
 """
 
 from __future__ import annotations
@@ -71,13 +72,16 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
 def arms_of(args: argparse.Namespace) -> list[dict]:
     common = dict(model=args.model, threads=1, progress=False, device="cpu")
     common.update(settings_arg(args.settings))
+    # --settings name the runs too, so that a variant never reuses another grid's runs
+    given = sorted(settings_arg(args.settings).items())
+    variant = "".join(f"-{name}-{json.dumps(value)}" for name, value in given)
     arms = []
     for dataset in args.datasets:
         for tokenizer in args.tokenizers:
             index = tokenize(dataset, tokenizer, *SIZES[tokenizer], dry=args.report)
             for seed in args.seeds:
                 for label, arm, control in variants(args):
-                    slug = re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
+                    slug = re.sub(r"[^0-9A-Za-z]+", "-", label + variant).strip("-")
                     out = RUNS / f"{Path(dataset).name}-{tokenizer}-{args.model}-{slug}-s{seed}"
                     settings = {
                         **common,
