@@ -11,7 +11,8 @@ Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms
 repeated, so the script resumes, and rows already in recommenders.json are kept unless their
 arm runs again (`--models item-mini` adds item-level rows beside the recorded ones;
 `item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input,
-`item-mini+text+trie` with both; plain `item-mini` rows are text-free).
+`item-mini+text+trie` with both, `item-mini+trie+150ep` the trie rows at a
+150-epoch cap; plain `item-mini` rows are text-free).
 
     python benches/bench_recommenders.py --datasets movielens ../shared/data/office \
         ../shared/data/scientific --seeds 0 1 2 --jobs 2 --models gpt-mini item-mini
@@ -56,12 +57,18 @@ VARIANTS = {
         **ITEM_ROWS,
         "network.options": {"trie_softmax": True, "text_input": True},
     },
+    # The trie rows at the 150-epoch cap of today's item-level baseline.
+    "item-mini+trie+150ep": {
+        "model": "item-mini",
+        "network.options": {"trie_softmax": True, "text_input": False},
+    },
 }
 GENERATIVE = {
     "item-mini": "item-level",
     "item-mini+text": "item-level, text input",
     "item-mini+trie": "item-level, trie softmax",
     "item-mini+text+trie": "item-level, text input, trie softmax",
+    "item-mini+trie+150ep": "item-level, trie softmax, 150 epochs",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
 }
