@@ -46,9 +46,10 @@ from harness import (
 
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
-# item-mini reads item text by default ("auto") and trains up to 150 epochs; its rows ran
-# at 100, plain item-mini text-free, and stay so, so that a resumed grid stays like for like.
-ITEM_ROWS = {"model": "item-mini", "schedule.max_epochs_per_round": 100}
+# item-mini reads item text by default ("auto") and trains two cycles of up to 150 epochs;
+# its rows ran one cycle of 100, plain item-mini text-free, and stay so, so that a resumed
+# grid stays like for like.
+ITEM_ROWS = {"model": "item-mini", "schedule.max_epochs_per_round": 100, "schedule.cycles": 1}
 VARIANTS = {
     "item-mini": {**ITEM_ROWS, "network.options": {"text_input": False}},
     "item-mini+text": {**ITEM_ROWS, "network.options": {"text_input": True}},
@@ -59,7 +60,8 @@ VARIANTS = {
     },
     # The trie rows at the 150-epoch cap of today's item-level baseline.
     "item-mini+trie+150ep": {
-        "model": "item-mini",
+        **ITEM_ROWS,
+        "schedule.max_epochs_per_round": 150,
         "network.options": {"trie_softmax": True, "text_input": False},
     },
 }

@@ -45,9 +45,9 @@ FIRST, PER_ROUND = "schedule.max_epochs_first_round", "schedule.max_epochs_per_r
 def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
     """(label, settings, label of its control) of the baseline, of every lever arm and of
     one no-move control per schedule: with nobody moving, the levers change nothing else."""
-    out: list[tuple[str, dict, str | None]] = [
-        ("baseline", {"rounds": 0, PER_ROUND: args.total_epochs}, None)
-    ]
+    # one cycle, as the recorded grids (item-level baselines train two by default)
+    baseline = {"rounds": 0, PER_ROUND: args.total_epochs, "schedule.cycles": 1}
+    out: list[tuple[str, dict, str | None]] = [("baseline", baseline, None)]
     controls: dict[str, dict] = {}
     for name, levers in arms_arg(args.levers).items():
         arm = {"refine": "conservative", "rounds": args.rounds, **levers}

@@ -12,6 +12,7 @@ import pytest
 from siit.cli import main
 from siit.config import (
     BASELINE_EPOCHS,
+    ITEM_BASELINE_CYCLES,
     ITEM_BASELINE_EPOCHS,
     REFINE_PRESETS,
     RENAMED,
@@ -52,13 +53,23 @@ def _at(config: TrainConfig, path: str):
 
 
 @pytest.mark.parametrize(
-    "model, cap", [("item-mini", ITEM_BASELINE_EPOCHS), ("gpt-mini", BASELINE_EPOCHS)]
+    "model, cap, cycles",
+    [("item-mini", ITEM_BASELINE_EPOCHS, ITEM_BASELINE_CYCLES), ("gpt-mini", BASELINE_EPOCHS, 1)],
 )
-def test_a_baseline_trains_seqrec_alone_to_the_baseline_cap(model, cap):
+def test_a_baseline_trains_seqrec_alone_to_the_baseline_cap(model, cap, cycles):
     config = TrainConfig(model=model).check()
     assert config.schedule.tasks == {"seqrec": 1.0, "item2id": 0.0, "id2item": 0.0}
     assert config.schedule.max_epochs_per_round == cap
     assert config.schedule.max_epochs_first_round is None
+    assert config.schedule.cycles == cycles
+    assert TrainConfig(model=model, schedule={"cycles": 3}).check().schedule.cycles == 3
+
+
+def test_refinement_rounds_train_one_cycle_each_unless_told():
+    assert TrainConfig(rounds=2).check().schedule.cycles == 1  # the default model, item-level
+    assert TrainConfig(rounds=2, schedule={"cycles": 2}).check().schedule.cycles == 2
+    with pytest.raises(ValueError, match="schedule.cycles must be an integer >= 1"):
+        TrainConfig(schedule={"cycles": 0}).check()
 
 
 @pytest.mark.parametrize("preset", list(REFINE_PRESETS))

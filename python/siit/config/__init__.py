@@ -5,6 +5,7 @@ TOML, YAML or JSON files (as data: no code is evaluated)."""
 from .names import RENAMED, parse_override
 from .sections import (
     BASELINE_EPOCHS,
+    ITEM_BASELINE_CYCLES,
     ITEM_BASELINE_EPOCHS,
     SECTIONS,
     TASKS,
@@ -29,6 +30,7 @@ from .train_config import (
 __all__ = [
     "BASELINE_EPOCHS",
     "DEFAULT_CODEBOOK_SIZES",
+    "ITEM_BASELINE_CYCLES",
     "ITEM_BASELINE_EPOCHS",
     "ITEM_LEVEL",
     "OBJECT",

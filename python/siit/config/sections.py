@@ -17,6 +17,9 @@ TASKS = ("seqrec", "item2id", "id2item")
 # improving at 100: 150 raised MovieLens validation on each of 3 seeds, docs/results.md).
 BASELINE_EPOCHS = 60
 ITEM_BASELINE_EPOCHS = 150
+# Training cycles of an item-level baseline: a second one restarts the schedule from the
+# first's best weights (raised MovieLens validation on each of 3 seeds, docs/results.md).
+ITEM_BASELINE_CYCLES = 2
 
 Need = Callable[[bool, str], None]
 
@@ -141,10 +144,11 @@ class ScheduleSettings:
     patience: int | None = _setting(
         20, "validations without improvement before a round stops; None: train to the cap"
     )
-    cycles: int = _setting(
-        1,
+    cycles: int | None = _setting(
+        None,
         "training cycles per round: after early stopping, another cycle restarts warmup and "
-        "schedule from the round's best weights with a fresh optimizer",
+        f"schedule from the round's best weights with a fresh optimizer; None: "
+        f"{ITEM_BASELINE_CYCLES} for item-level models without rounds, else 1",
     )
     max_minutes_per_round: float | None = _setting(
         None, "a round also ends (after validating) once it has run this long"

@@ -21,6 +21,7 @@ from ..files import read_text
 from .names import _FRESH, _nest
 from .sections import (
     BASELINE_EPOCHS,
+    ITEM_BASELINE_CYCLES,
     ITEM_BASELINE_EPOCHS,
     SECTIONS,
     DataSettings,
@@ -261,11 +262,15 @@ class TrainConfig:
                 sched.max_epochs_per_round = (
                     ITEM_BASELINE_EPOCHS if self.item_level else BASELINE_EPOCHS
                 )
+            if sched.cycles is None:
+                sched.cycles = ITEM_BASELINE_CYCLES if self.item_level else 1
         elif sched.max_epochs_per_round is None and sched.max_epochs_first_round is None:
             sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
             sched.max_epochs_first_round = preset["schedule.max_epochs_first_round"]
         elif sched.max_epochs_per_round is None:
             sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
+        if sched.cycles is None:  # rounds: one cycle each
+            sched.cycles = 1
         if self.item_level:  # seqrec (and the text prior's item2id), and seqrec evidence
             if sched.tasks is None:
                 sched.tasks = {
