@@ -58,7 +58,7 @@ VARIANTS = {
         **ITEM_ROWS,
         "network.options": {"trie_softmax": True, "text_input": True},
     },
-    # The trie rows at the 150-epoch cap of today's item-level baseline.
+    # The trie rows at the item-level baseline's 150-epoch cap, one cycle.
     "item-mini+trie+150ep": {
         **ITEM_ROWS,
         "schedule.max_epochs_per_round": 150,

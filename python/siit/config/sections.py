@@ -18,7 +18,8 @@ TASKS = ("seqrec", "item2id", "id2item")
 BASELINE_EPOCHS = 60
 ITEM_BASELINE_EPOCHS = 150
 # Training cycles of an item-level baseline: a second one restarts the schedule from the
-# first's best weights (raised MovieLens validation on each of 3 seeds, docs/results.md).
+# first's best weights (raised MovieLens validation on 2 of 3 seeds, level on the third;
+# docs/results.md).
 ITEM_BASELINE_CYCLES = 2
 
 Need = Callable[[bool, str], None]

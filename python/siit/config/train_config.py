@@ -262,15 +262,13 @@ class TrainConfig:
                 sched.max_epochs_per_round = (
                     ITEM_BASELINE_EPOCHS if self.item_level else BASELINE_EPOCHS
                 )
-            if sched.cycles is None:
-                sched.cycles = ITEM_BASELINE_CYCLES if self.item_level else 1
         elif sched.max_epochs_per_round is None and sched.max_epochs_first_round is None:
             sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
             sched.max_epochs_first_round = preset["schedule.max_epochs_first_round"]
         elif sched.max_epochs_per_round is None:
             sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
-        if sched.cycles is None:  # rounds: one cycle each
-            sched.cycles = 1
+        if sched.cycles is None:  # rounds restart anyway: one cycle each
+            sched.cycles = ITEM_BASELINE_CYCLES if self.item_level and self.rounds == 0 else 1
         if self.item_level:  # seqrec (and the text prior's item2id), and seqrec evidence
             if sched.tasks is None:
                 sched.tasks = {
