@@ -44,11 +44,11 @@ DEFAULT_CODEBOOK_SIZES = {"cid": 32}
 # None. "conservative" is the best arm of the token-level equal-budget grid
 # (benches/results/siit_token.md, "conservative uneven"; 60 epochs in all with rounds=2);
 # "paper" is the method as published; "collaborative" is the item-level arm that validation
-# preferred (benches/results/siit_item.md and siit.md: occurrence evidence contrasted with
-# random positions, the last level only, 60 epochs before the first refinement and 40
-# after each). "auto", the default, is "collaborative" for item-level models and
-# "conservative" for token-level ones. The epoch caps apply only when neither schedule cap
-# is set.
+# preferred (benches/results/siit_item.md, siit.md, siit_text_free.md: occurrence
+# evidence contrasted with random positions, the last level only, 60 epochs before the
+# first refinement and 40 after each). "auto", the default, is "collaborative" for
+# item-level models and "conservative" for token-level ones. The epoch caps apply only when
+# neither schedule cap is set.
 REFINE_PRESETS: dict[str, dict[str, Any]] = {
     "conservative": {
         "schedule.tasks": {"seqrec": 1.0, "item2id": 0.25, "id2item": 0.0},
