@@ -346,9 +346,13 @@ def test_an_interrupted_item_level_run_resumes_to_the_same_result(item_run, tmp_
     [
         ({"schedule.tasks": {"seqrec": 1, "item2id": 0.5}}, "train seqrec alone"),
         ({"rounds": 1, "refine.evidence": "item2id"}, "refine from seqrec evidence"),
+        (
+            {"rounds": 1, "refine.levels": 4},
+            r"refine.levels=4 moves more levels than the identifiers have \(3\)",
+        ),
     ],
 )
-def test_item_level_models_refuse_text_tasks(tmp_path, settings, message):
+def test_item_level_models_refuse_bad_refinement_settings(tmp_path, settings, message):
     with pytest.raises(ValueError, match=message):
         siit.train(output_dir=tmp_path, **{**ITEM_RUN, **settings})
 

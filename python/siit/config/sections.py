@@ -219,7 +219,8 @@ class RefineSettings:
         None,
         "how many levels, from the last, a refinement may change (1: the last code only; 0: "
         "none, the no-move control of a SIIT arm: same rounds and restarts, nobody moves; "
-        "needs keep_current); None: the preset's (every level but for collaborative)",
+        "needs keep_current; at most the identifiers' levels); None: the preset's (every "
+        "level but for collaborative)",
     )
     occurrences: int = _setting(8, "training samples per item for seqrec evidence")
     text_occurrences: int = _setting(

@@ -77,7 +77,13 @@ def check_dataset(config: TrainConfig, dataset: Dataset) -> None:
 
 def check_fits(model: Model, identifiers: Identifiers, config: TrainConfig) -> None:
     """The identifiers must match the model's identifier tokens, and the longest prompt must
-    fit the model's positions."""
+    fit the model's positions; a refinement may not move more levels than there are."""
+    moving = config.refine.levels
+    if config.rounds > 0 and moving is not None and moving > identifiers.n_levels:
+        raise ValueError(
+            f"bad configuration: refine.levels={moving} moves more levels than the "
+            f"identifiers have ({identifiers.n_levels}); None moves every level"
+        )
     if model.kind == "item":
         limit = model.model.backbone.config.max_position_embeddings
         if (
