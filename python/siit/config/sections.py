@@ -148,7 +148,7 @@ class ScheduleSettings:
     cycles: int | None = _setting(
         None,
         "training cycles per round: after early stopping, another cycle restarts warmup and "
-        f"schedule from the round's best weights with a fresh optimizer; None: "
+        "schedule from the round's best weights with a fresh optimizer; None: "
         f"{ITEM_BASELINE_CYCLES} for item-level models without rounds, else 1",
     )
     max_minutes_per_round: float | None = _setting(
