@@ -137,8 +137,8 @@ class ItemRecModel(ModelBase):
         k of `item_log_probs`, at a fraction of its cost: every level but the last is
         scored at every trie node, the last only under each user's `candidates` most
         likely nodes above it. A prefix's log-prob bounds every item below it, so a user
-        whose k-th item could still be beaten by an unscored node is scored again under 8x
-        as many nodes, and in full once that would reach most of them.
+        whose k-th item an unscored node could still beat is scored again under every node
+        that could (all of them, by `item_log_probs`, once that is most of the trie).
         `exclude` (B, S) item indices (-1 padding) are never returned. Slots that no item
         fills hold -1 and -inf. Users are chunked as in `item_log_probs`."""
         widest = max(
@@ -153,6 +153,7 @@ class ItemRecModel(ModelBase):
                 k,
                 None if exclude is None else exclude[lo : lo + step],
                 candidates,
+                max_elements,
             )
             for lo in range(0, len(prompt), step)
         ]
@@ -165,57 +166,76 @@ class ItemRecModel(ModelBase):
         k: int,
         exclude: np.ndarray | None,
         candidates: int,
+        max_elements: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        net, levels, neg = self.model, self.n_levels, float("-inf")
+        net, last, neg = self.model, self.n_levels - 1, float("-inf")
         with self.evaluating():
             hidden = self.last_hidden(prompt)
             b, device = len(hidden), hidden.device
             queries = self._node_queries(tables)
             prefix = torch.zeros(b, 1, dtype=hidden.dtype, device=device)
-            for level in range(levels - 1):  # log-prob of every node's prefix, level by level
+            for level in range(last):  # log-prob of every node's prefix, level by level
                 parent = tables.parents[level]
                 query = hidden[:, None] + queries[level] if net.conditional else hidden[:, None]
                 allowed = tables.allowed[level] if net.trie_softmax else None
                 logp = net.level_log_probs(query, level, allowed)
                 logp = logp.expand(-1, len(queries[level]), -1)
                 prefix = prefix[:, parent] + logp[:, parent, tables.codes[level]]
-            last = levels - 1
-            m = min(candidates, prefix.shape[1])
-            bound, nodes = prefix.topk(m, dim=1)
-            query = hidden[:, None] + queries[last][nodes] if net.conditional else hidden[:, None]
-            allowed = tables.allowed[last][nodes] if net.trie_softmax else None
-            logp = net.level_log_probs(query, last, allowed).expand(-1, m, -1)
-            child = tables.children(nodes.reshape(-1), last).view(b, m, -1)
-            items = torch.where(child >= 0, tables.leaf_items[child.clamp(min=0)], -1).view(b, -1)
-            scores = (bound[..., None] + logp).masked_fill(child < 0, neg).view(b, -1)
             banned = None
             if exclude is not None:  # (B, n_items + 1): the padding lands in the last column
                 ex = torch.as_tensor(exclude, device=device)
                 banned = torch.zeros(b, len(tables.leaf_items) + 1, dtype=torch.bool, device=device)
                 banned[torch.arange(b, device=device)[:, None].expand_as(ex), ex] = True
                 banned = banned[:, :-1]
-                scores = scores.masked_fill(banned.gather(1, items.clamp(min=0)), neg)
-            top, idx = scores.topk(min(k, scores.shape[1]), dim=1)
-            out_items = torch.full((b, k), -1, dtype=torch.long, device=device)
-            out_scores = torch.full((b, k), neg, dtype=top.dtype, device=device)
-            out_items[:, : top.shape[1]] = items.gather(1, idx)
-            out_scores[:, : top.shape[1]] = top
-            if m < prefix.shape[1]:  # users whose k-th item an unscored prefix may beat
-                unscored = prefix.topk(m + 1, dim=1).values[:, -1]
-                again = torch.nonzero(unscored >= out_scores[:, -1]).view(-1)
-                if len(again):  # widen for them (8x the nodes, then every item)
-                    rows = again.cpu().numpy()
-                    part = None if exclude is None else exclude[rows]
-                    if 8 * m < prefix.shape[1]:
-                        items_, scores_ = self._top_k(prompt[rows], tables, k, part, 8 * m)
-                    else:
-                        every = self.item_log_probs(prompt[rows], tables)
-                        if banned is not None:
-                            every = every.masked_fill(banned[again], neg)
-                        scores_, items_ = every.topk(min(k, every.shape[1]), dim=1)
-                    out_scores[again] = neg
-                    out_scores[again, : scores_.shape[1]] = scores_.to(out_scores.dtype)
-                    out_items[again, : items_.shape[1]] = items_
+
+            def best_under(rows: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+                """The k best items (and log-probs) under each row's m likeliest nodes."""
+                bound, nodes = prefix[rows].topk(m, dim=1)
+                h = hidden[rows, None]
+                query = h + queries[last][nodes] if net.conditional else h
+                allowed = tables.allowed[last][nodes] if net.trie_softmax else None
+                logp = net.level_log_probs(query, last, allowed).expand(-1, m, -1)
+                child = tables.children(nodes.reshape(-1), last).view(len(rows), m, -1)
+                items = torch.where(child >= 0, tables.leaf_items[child.clamp(min=0)], -1)
+                items = items.view(len(rows), -1)
+                scores = (bound[..., None] + logp).masked_fill(child < 0, neg)
+                scores = scores.view(len(rows), -1)
+                if banned is not None:
+                    scores = scores.masked_fill(banned[rows].gather(1, items.clamp(min=0)), neg)
+                top, idx = scores.topk(min(k, scores.shape[1]), dim=1)
+                out_items = torch.full((len(rows), k), -1, dtype=torch.long, device=device)
+                out_scores = torch.full((len(rows), k), neg, dtype=top.dtype, device=device)
+                out_items[:, : top.shape[1]] = items.gather(1, idx)
+                out_scores[:, : top.shape[1]] = top
+                return out_items, out_scores
+
+            n = prefix.shape[1]
+            out_items, out_scores = best_under(torch.arange(b, device=device), min(candidates, n))
+            # the nodes whose prefix could still beat a user's k-th item; any beyond the
+            # first pass's are scored again, all of them at once, so that one more pass is
+            # exact: the k-th item only improves, and no other node reaches the old one
+            need = (prefix >= out_scores[:, -1:]).sum(1)
+            again = torch.nonzero(need > min(candidates, n)).view(-1)
+            if len(again):
+                wide = int(need[again].max())
+                if 2 * wide > n:  # most of the trie: score every item
+                    every = self.item_log_probs(prompt[again.cpu().numpy()], tables, max_elements)
+                    if banned is not None:
+                        every = every.masked_fill(banned[again], neg)
+                    top, idx = every.topk(min(k, every.shape[1]), dim=1)
+                    found = torch.full((len(again), k), -1, dtype=torch.long, device=device)
+                    scores = torch.full((len(again), k), neg, dtype=top.dtype, device=device)
+                    found[:, : top.shape[1]], scores[:, : top.shape[1]] = idx, top
+                else:
+                    chunk = max(1, max_elements // (wide * self.codebook_sizes[-1]))
+                    parts = [
+                        best_under(again[lo : lo + chunk], wide)
+                        for lo in range(0, len(again), chunk)
+                    ]
+                    found = torch.cat([p[0] for p in parts])
+                    scores = torch.cat([p[1] for p in parts])
+                out_items[again] = found
+                out_scores[again] = scores.to(out_scores.dtype)
         return out_items.masked_fill(~torch.isfinite(out_scores), -1), out_scores
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
