@@ -214,31 +214,31 @@ class ItemRecModel(ModelBase):
 
             n = prefix.shape[1]
             out_items, out_scores = best_under(torch.arange(b, device=device), min(candidates, n))
-            # the nodes whose prefix could still beat a user's k-th item; any beyond the
-            # first pass's are scored again, all of them at once, so that one more pass is
-            # exact: the k-th item only improves, and no other node reaches the old one
+            # the nodes whose prefix could still beat a user's k-th item: a user with more
+            # than the first pass scored is scored again under all of them (in full past
+            # half the trie), which is exact: the k-th item only improves, and no other
+            # node reaches the old one
             need = (prefix >= out_scores[:, -1:]).sum(1)
-            again = torch.nonzero(need > min(candidates, n)).view(-1)
-            if len(again):
-                wide = int(need[again].max())
-                if 2 * wide > n:  # most of the trie: score every item
-                    every = self.item_log_probs(prompt[again.cpu().numpy()], tables, max_elements)
-                    if banned is not None:
-                        every = every.masked_fill(banned[again], neg)
-                    top, idx = every.topk(min(k, every.shape[1]), dim=1)
-                    found = torch.full((len(again), k), -1, dtype=torch.long, device=device)
-                    scores = torch.full((len(again), k), neg, dtype=top.dtype, device=device)
-                    found[:, : top.shape[1]], scores[:, : top.shape[1]] = idx, top
-                else:
-                    chunk = max(1, max_elements // (wide * self.codebook_sizes[-1]))
-                    parts = [
-                        best_under(again[lo : lo + chunk], wide)
-                        for lo in range(0, len(again), chunk)
-                    ]
-                    found = torch.cat([p[0] for p in parts])
-                    scores = torch.cat([p[1] for p in parts])
-                out_items[again] = found
-                out_scores[again] = scores.to(out_scores.dtype)
+            again = need > min(candidates, n)
+            full = torch.nonzero(again & (2 * need > n)).view(-1)  # most of the trie
+            wider = torch.nonzero(again & (2 * need <= n)).view(-1)
+            if len(full):
+                every = self.item_log_probs(prompt[full.cpu().numpy()], tables, max_elements)
+                if banned is not None:
+                    every = every.masked_fill(banned[full], neg)
+                top, idx = every.topk(min(k, every.shape[1]), dim=1)
+                out_items[full], out_scores[full] = -1, neg
+                out_items[full, : top.shape[1]] = idx
+                out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
+            # users grouped by their need's power of two, so none scores over twice its own
+            octave = torch.ceil(torch.log2(need[wider].double())).long()
+            for group in torch.unique(octave).tolist():
+                users = wider[octave == group]
+                wide = int(need[users].max())
+                chunk = max(1, max_elements // (wide * self.codebook_sizes[-1]))
+                for lo in range(0, len(users), chunk):
+                    rows = users[lo : lo + chunk]
+                    out_items[rows], out_scores[rows] = best_under(rows, wide)
         return out_items.masked_fill(~torch.isfinite(out_scores), -1), out_scores
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
