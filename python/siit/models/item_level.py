@@ -140,8 +140,8 @@ class ItemRecModel(ModelBase):
         k of `item_log_probs`, at a fraction of its cost: every level but the last is
         scored at every trie node, the last only under each user's `candidates` most
         likely nodes above it. A prefix's log-prob bounds every item below it, so a user
-        whose k-th item an unscored node could still beat is scored again under every node
-        that could (all of them, by `item_log_probs`, once that is most of the trie).
+        whose k-th item an unscored node could still beat is scored again under up to 8x
+        as many nodes until none could (by `item_log_probs` once that is half the trie).
         `exclude` (B, S) item indices (-1 padding) are never returned. Slots that no item
         fills hold -1 and -inf. Users are chunked as in `item_log_probs`."""
         widest = max(
@@ -213,32 +213,38 @@ class ItemRecModel(ModelBase):
                 return out_items, out_scores
 
             n = prefix.shape[1]
+            width = torch.full((b,), min(candidates, n), device=device)
             out_items, out_scores = best_under(torch.arange(b, device=device), min(candidates, n))
-            # the nodes whose prefix could still beat a user's k-th item: a user with more
-            # than the first pass scored is scored again under all of them (in full past
-            # half the trie), which is exact: the k-th item only improves, and no other
-            # node reaches the old one
-            need = (prefix >= out_scores[:, -1:]).sum(1)
-            again = need > min(candidates, n)
-            full = torch.nonzero(again & (2 * need > n)).view(-1)  # most of the trie
-            wider = torch.nonzero(again & (2 * need <= n)).view(-1)
-            if len(full):
-                every = self.item_log_probs(prompt[full.cpu().numpy()], tables, max_elements)
-                if banned is not None:
-                    every = every.masked_fill(banned[full], neg)
-                top, idx = every.topk(min(k, every.shape[1]), dim=1)
-                out_items[full], out_scores[full] = -1, neg
-                out_items[full, : top.shape[1]] = idx
-                out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
-            # users grouped by their need's power of two, so none scores over twice its own
-            octave = torch.ceil(torch.log2(need[wider].double())).long()
-            for group in torch.unique(octave).tolist():
-                users = wider[octave == group]
-                wide = int(need[users].max())
-                chunk = max(1, max_elements // (wide * self.codebook_sizes[-1]))
-                for lo in range(0, len(users), chunk):
-                    rows = users[lo : lo + chunk]
-                    out_items[rows], out_scores[rows] = best_under(rows, wide)
+            while True:
+                # the nodes whose prefix could still beat a user's k-th item; a user with
+                # more than it has scored is scored again under up to 8x as many (the k-th
+                # item improves as it goes), in full once that is half the trie
+                need = (prefix >= out_scores[:, -1:]).sum(1)
+                again = need > width
+                if not again.any():
+                    break
+                target = torch.minimum(need, 8 * width)
+                full = torch.nonzero(again & (2 * target > n)).view(-1)
+                if len(full):
+                    every = self.item_log_probs(prompt[full.cpu().numpy()], tables, max_elements)
+                    if banned is not None:
+                        every = every.masked_fill(banned[full], neg)
+                    top, idx = every.topk(min(k, every.shape[1]), dim=1)
+                    out_items[full], out_scores[full] = -1, neg
+                    out_items[full, : top.shape[1]] = idx
+                    out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
+                    width[full] = n
+                wider = torch.nonzero(again & (2 * target <= n)).view(-1)
+                # grouped by the power of two of their target, so none scores over twice it
+                octave = torch.ceil(torch.log2(target[wider].double())).long()
+                for group in torch.unique(octave).tolist():
+                    users = wider[octave == group]
+                    wide = int(target[users].max())
+                    chunk = max(1, max_elements // (wide * self.codebook_sizes[-1]))
+                    for lo in range(0, len(users), chunk):
+                        rows = users[lo : lo + chunk]
+                        out_items[rows], out_scores[rows] = best_under(rows, wide)
+                    width[users] = wide
         return out_items.masked_fill(~torch.isfinite(out_scores), -1), out_scores
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
