@@ -383,6 +383,25 @@ def test_pruned_top_k_equals_the_top_of_every_score(setup, candidates):
     assert sorted(items[0, :-5].tolist()) == list(range(identifiers.n_items))
 
 
+@pytest.mark.parametrize("spread", [0.02, 0.3, 1.0])
+def test_pruned_top_k_widens_to_the_exact_top_on_a_larger_trie(spread):
+    """On 1,500 items under 3 x 16 codes, weights from flat (initial) to peaked send users
+    through several widenings and to full scoring; the top k stay those of every score."""
+    rng = np.random.default_rng(0)
+    keys = rng.choice(16**3, 1500, replace=False)
+    identifiers = siit.Identifiers(np.stack([keys // 256, keys // 16 % 16, keys % 16], 1), [16] * 3)
+    torch.manual_seed(0)
+    model = build_model("item-tiny", identifiers.codebook_sizes, identifiers.prefixes)
+    with torch.no_grad():
+        model.model.codes.weight.normal_(0, spread)
+    tables = TrieTables.of(identifiers)
+    prompt = model.code_tokens(identifiers.codes[rng.integers(0, 1500, size=(40, 6))])
+    top, idx = model.item_log_probs(prompt, tables).topk(20, dim=1)
+    items, scores = model.top_k(prompt, tables, 20, candidates=2)
+    torch.testing.assert_close(scores, top)
+    np.testing.assert_array_equal(items.numpy(), idx.numpy())
+
+
 def test_text_input_trains_saves_serves_and_grows_with_new_items(tmp_path):
     settings = {**ITEM_RUN, "rounds": 0, "network.options": {"text_input": True}}
     result = siit.train(output_dir=tmp_path, **settings)
