@@ -141,7 +141,7 @@ class ItemRecModel(ModelBase):
         scored at every trie node, the last only under each user's `candidates` most
         likely nodes above it. A prefix's log-prob bounds every item below it, so a user
         whose k-th item an unscored node could still beat is scored again under up to 8x
-        as many nodes until none could (by `item_log_probs` once that is half the trie).
+        as many nodes until none could (in full once that is an eighth of the trie).
         `exclude` (B, S) item indices (-1 padding) are never returned. Slots that no item
         fills hold -1 and -inf. Users are chunked as in `item_log_probs`."""
         widest = max(
@@ -218,13 +218,14 @@ class ItemRecModel(ModelBase):
             while True:
                 # the nodes whose prefix could still beat a user's k-th item; a user with
                 # more than it has scored is scored again under up to 8x as many (the k-th
-                # item improves as it goes), in full once that is half the trie
+                # item improves as it goes), in full once that is an eighth of the trie,
+                # where a wider pass would save little and may be wasted
                 need = (prefix >= out_scores[:, -1:]).sum(1)
                 again = need > width
                 if not again.any():
                     break
                 target = torch.minimum(need, 8 * width)
-                full = torch.nonzero(again & (2 * target > n)).view(-1)
+                full = torch.nonzero(again & (8 * target > n)).view(-1)
                 if len(full):
                     every = self.item_log_probs(prompt[full.cpu().numpy()], tables, max_elements)
                     if banned is not None:
@@ -234,7 +235,7 @@ class ItemRecModel(ModelBase):
                     out_items[full, : top.shape[1]] = idx
                     out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
                     width[full] = n
-                wider = torch.nonzero(again & (2 * target <= n)).view(-1)
+                wider = torch.nonzero(again & (8 * target <= n)).view(-1)
                 # grouped by the power of two of their target, so none scores over twice it
                 octave = torch.ceil(torch.log2(target[wider].double())).long()
                 for group in torch.unique(octave).tolist():
