@@ -7,8 +7,8 @@ The model is item-mini with random weights whose code embeddings are spread (std
 distributions are peaked as a trained model's are, or left at their initial std 0.02
 ("flat", as in the first epochs of training, where the prefix bound prunes least). How
 often the bound sends a user to another pass (under up to 8x as many nodes) and to full
-scoring is reported too. Each case runs in a fresh subprocess, which
-reports its peak resident memory.
+scoring is reported too. Each case runs in a fresh subprocess, which reports its peak
+resident memory.
 
     python benches/bench_item_ranking.py --threads 2
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .item_network import ItemLM
 from .presets import ITEM_DEFAULTS, ITEM_PRESETS
@@ -191,6 +192,12 @@ class ItemRecModel(ModelBase):
                 banned[torch.arange(b, device=device)[:, None].expand_as(ex), ex] = True
                 banned = banned[:, :-1]
 
+            def top_padded(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                """Columns and values (rows, k) of each row's top k, -inf past its width."""
+                top, idx = scores.topk(min(k, scores.shape[1]), dim=1)
+                pad = k - top.shape[1]
+                return F.pad(idx, (0, pad), value=-1), F.pad(top, (0, pad), value=neg)
+
             def best_under(rows: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
                 """The k best items (and log-probs) under each row's m likeliest nodes."""
                 bound, nodes = prefix[rows].topk(m, dim=1)
@@ -205,12 +212,8 @@ class ItemRecModel(ModelBase):
                 scores = scores.view(len(rows), -1)
                 if banned is not None:
                     scores = scores.masked_fill(banned[rows].gather(1, items.clamp(min=0)), neg)
-                top, idx = scores.topk(min(k, scores.shape[1]), dim=1)
-                out_items = torch.full((len(rows), k), -1, dtype=torch.long, device=device)
-                out_scores = torch.full((len(rows), k), neg, dtype=top.dtype, device=device)
-                out_items[:, : top.shape[1]] = items.gather(1, idx)
-                out_scores[:, : top.shape[1]] = top
-                return out_items, out_scores
+                idx, top = top_padded(scores)
+                return items.gather(1, idx.clamp(min=0)), top  # padding: -inf, -1 at the end
 
             n = prefix.shape[1]
             width = torch.full((b,), min(candidates, n), device=device)
@@ -230,10 +233,8 @@ class ItemRecModel(ModelBase):
                     every = self.item_log_probs(prompt[full.cpu().numpy()], tables, max_elements)
                     if banned is not None:
                         every = every.masked_fill(banned[full], neg)
-                    top, idx = every.topk(min(k, every.shape[1]), dim=1)
-                    out_items[full], out_scores[full] = -1, neg
-                    out_items[full, : top.shape[1]] = idx
-                    out_scores[full, : top.shape[1]] = top.to(out_scores.dtype)
+                    idx, top = top_padded(every)
+                    out_items[full], out_scores[full] = idx, top.to(out_scores.dtype)
                     width[full] = n
                 wider = torch.nonzero(again & (8 * target <= n)).view(-1)
                 # grouped by the power of two of their target, so none scores over twice it
