@@ -40,11 +40,16 @@ SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 
 
 FIRST, PER_ROUND = "schedule.max_epochs_first_round", "schedule.max_epochs_per_round"
+AFTER = "after_baseline"  # an arm's key, not a setting: it extends the baseline's run
 
 
 def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
     """(label, settings, label of its control) of the baseline, of every lever arm and of
-    one no-move control per schedule: with nobody moving, the levers change nothing else."""
+    one no-move control per schedule: with nobody moving, the levers change nothing else.
+    An arm with `after_baseline = true` extends its cell's finished baseline run with the
+    rounds (its own `schedule.max_epochs_per_round` epochs each) instead of training its
+    round 0 again; its control extends the baseline too, so that it is the baseline given
+    one more cycle per round, and the better of the two on validation is its best round."""
     # one cycle, as the recorded grids (item-level baselines train two by default)
     baseline = {"rounds": 0, PER_ROUND: args.total_epochs, "schedule.cycles": 1}
     out: list[tuple[str, dict, str | None]] = [("baseline", baseline, None)]
@@ -52,7 +57,9 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
     for name, levers in arms_arg(args.levers).items():
         arm = {"refine": "conservative", "rounds": args.rounds, **levers}
         first = arm.get(FIRST)
-        if first is None:
+        if arm.get(AFTER):
+            first = args.total_epochs
+        elif first is None:
             arm[PER_ROUND] = args.total_epochs // (args.rounds + 1)
         else:
             arm[PER_ROUND] = (args.total_epochs - first) // args.rounds
@@ -60,13 +67,17 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
         control = f"no-move control, {'+'.join(map(str, epochs))} epochs"
         # the arm's settings but its refinement levers, with nobody moving
         kept = {k: v for k, v in arm.items() if not k.startswith("refine")}
-        extras = {k: v for k, v in kept.items() if k not in ("rounds", FIRST, PER_ROUND)}
+        extras = {k: v for k, v in kept.items() if k not in ("rounds", FIRST, PER_ROUND, AFTER)}
         if extras:
             control += ", " + ", ".join(f"{k}={json.dumps(v)}" for k, v in extras.items())
         controls[control] = {"refine": "conservative", "refine.levels": 0, **kept}
         out.append((name, arm, control))
     out += [(label, settings, None) for label, settings in controls.items()]
     return out
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "-", label).strip("-")
 
 
 def arms_of(args: argparse.Namespace) -> list[dict]:
@@ -80,9 +91,9 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
         for tokenizer in args.tokenizers:
             index = tokenize(dataset, tokenizer, *SIZES[tokenizer], dry=args.report)
             for seed in args.seeds:
+                cell = f"{Path(dataset).name}-{tokenizer}-{args.model}"
                 for label, arm, control in variants(args):
-                    slug = re.sub(r"[^0-9A-Za-z]+", "-", label + variant).strip("-")
-                    out = RUNS / f"{Path(dataset).name}-{tokenizer}-{args.model}-{slug}-s{seed}"
+                    out = RUNS / f"{cell}-{_slug(label + variant)}-s{seed}"
                     settings = {
                         **common,
                         **arm,
@@ -95,8 +106,12 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                     # and stay so unless --settings or the arm turns text input on
                     options = {"text_input": False, **common.get("network.options", {})}
                     settings["network.options"] = {**options, **arm.get("network.options", {})}
+                    after = settings.pop(AFTER, False)
                     arms.append(
                         dict(
+                            extends=str(RUNS / f"{cell}-{_slug('baseline' + variant)}-s{seed}")
+                            if after
+                            else None,
                             dataset=Path(dataset).name,
                             tokenizer=tokenizer,
                             arm=label,
@@ -228,7 +243,12 @@ def main() -> None:
     parser.add_argument("--name", default="siit_item", help="results/NAME.{json,md}")
     args = parser.parse_args()
     arms = arms_of(args)
-    results = run_arms(arms, args.jobs, args.report)
+    # the baselines first: arms with after_baseline extend them
+    first = [a for a in arms if a["arm"] == "baseline"]
+    results = dict(zip(map(id, first), run_arms(first, args.jobs, args.report), strict=True))
+    rest = [a for a in arms if id(a) not in results]
+    results.update(zip(map(id, rest), run_arms(rest, args.jobs, args.report), strict=True))
+    results = [results[id(a)] for a in arms]
     rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
     info = provenance()
     payload = dict(

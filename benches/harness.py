@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -157,13 +158,20 @@ def flat(settings: dict) -> dict:
 
 
 def finished(arm: dict) -> dict | None:
+    """A run's metrics once it has its test figures for the rounds the arm asks (a copy of
+    a finished baseline that an arm extends has the baseline's)."""
     metrics = Path(arm["output_dir"]) / "metrics.json"
-    if metrics.exists() and json.loads(metrics.read_text()).get("test"):
-        return json.loads(metrics.read_text())
-    return None
+    if not metrics.exists():
+        return None
+    done = json.loads(metrics.read_text())
+    rounds = arm["settings"].get("rounds", done["config"]["rounds"])
+    return done if done.get("test") and done["config"]["rounds"] == rounds else None
 
 
 def run(arm: dict) -> dict:
+    """Train an arm (resuming its checkpoint if any) in a `siit train` subprocess. An arm
+    with `extends` (a finished run without rounds) starts from a copy of that run and
+    resumes it with its rounds and settings, so that round 0 is not trained again."""
     done = finished(arm)
     if done is not None:
         return done
@@ -171,9 +179,17 @@ def run(arm: dict) -> dict:
     config = out.with_suffix(".json")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(arm["settings"], indent=1))
-    resume = ["--resume", str(out)] if (out / "checkpoint" / "state.json").exists() else []
     cmd = [sys.executable, "-m", "siit", "train"]
-    cmd += resume or ["--config", str(config)]
+    if arm.get("extends") and not (out / "checkpoint" / "state.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(arm["extends"], out)
+    if arm.get("extends"):  # the settings again: equal ones are no change
+        cmd += ["--resume", str(out)]
+        cmd += [f"{name}={json.dumps(value)}" for name, value in arm["settings"].items()]
+    elif (out / "checkpoint" / "state.json").exists():
+        cmd += ["--resume", str(out)]
+    else:
+        cmd += ["--config", str(config)]
     log = out.with_suffix(".log")
     start = time.time()
     with log.open("a") as handle:

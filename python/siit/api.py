@@ -48,6 +48,9 @@ log = logging.getLogger("siit")
 
 # Settings that may change when a run resumes; the rest must stay as the run started.
 RESUMABLE = {"device", "threads", "progress"}
+# A finished run without rounds may also be extended with refinement rounds: their number,
+# the refine levers and the schedule of the rounds to come (round 0's cap is what it trained).
+EXTENSIBLE = {"rounds", "refine", "schedule"}
 
 
 def _reads_text(model: str, text_input: bool | str | None, data: Dataset) -> bool:
@@ -89,18 +92,55 @@ def _logging(run_dir: Path, main: bool) -> None:
 
 def _config(
     config: TrainConfig | None, resume: str | Path | None, settings: dict[str, Any]
-) -> TrainConfig:
+) -> tuple[TrainConfig, bool]:
+    """The run's settings and whether they extend a finished run with refinement rounds."""
     if resume is None:
-        return (config or TrainConfig()).replace(**settings).check()
+        return (config or TrainConfig()).replace(**settings).check(), False
     check_run_dir(resume)
-    fixed = sorted(set(settings) - RESUMABLE - {"dataset"})
-    if fixed or config is not None:
-        raise ValueError(
-            f"a resumed run keeps its configuration; only {sorted(RESUMABLE)} may "
-            f"change (got {fixed or 'config'})"
-        )
+    if config is not None:
+        raise ValueError("a resumed run keeps its configuration; pass settings, not config=")
     changes = {k: v for k, v in settings.items() if k != "dataset"}
-    return TrainConfig.from_run(resume).replace(**changes, output_dir=str(resume)).check()
+    recorded = TrainConfig.from_run(resume).replace(output_dir=str(resume))
+    extends = changes.get("rounds", recorded.rounds) != recorded.rounds
+    base = _extended(recorded, Path(resume)) if extends else recorded
+    cfg = base.replace(**changes).check()
+    allowed = RESUMABLE | (EXTENSIBLE if extends else set())
+    before, after = base.to_dict(), cfg.to_dict()
+    changed = sorted(k for k in after if after[k] != before[k] and k not in allowed)
+    if (
+        extends
+        and after["schedule"]["max_epochs_first_round"]
+        != (before["schedule"]["max_epochs_first_round"])
+    ):
+        changed.append("schedule.max_epochs_first_round (round 0 has trained)")
+    if changed:
+        raise ValueError(
+            f"a resumed run keeps its configuration; only {sorted(RESUMABLE)} may change, and "
+            f"rounds, refine and schedule when a finished run without rounds is extended with "
+            f"rounds (got changes to {changed})"
+        )
+    return cfg, extends
+
+
+def _extended(recorded: TrainConfig, run: Path) -> TrainConfig:
+    """A finished baseline's settings as the base of more rounds: round 0's epoch cap
+    pinned as `max_epochs_first_round`, and the refine levers and the later rounds' cap back
+    at None, so that the refine preset fills them as for a run started with rounds."""
+    state = json.loads((run / CHECKPOINT / "state.json").read_text())
+    if recorded.rounds != 0 or state["round"] != 1:
+        raise ValueError(
+            f"cannot extend {run} with rounds: only a finished run without rounds can be "
+            f"(it has rounds={recorded.rounds} and its checkpoint is in round "
+            f"{state['round']}); resume it as it is, or train a new run with rounds"
+        )
+    levers = {
+        f"refine.{f.name}": None for f in dataclasses.fields(recorded.refine) if f.default is None
+    }
+    first = recorded.schedule.max_epochs_first_round or recorded.schedule.max_epochs_per_round
+    return recorded.replace(
+        **levers,
+        **{"schedule.max_epochs_first_round": first, "schedule.max_epochs_per_round": None},
+    )
 
 
 def train(
@@ -137,7 +177,7 @@ def train(
     if output_dir is not None:
         settings["output_dir"] = str(output_dir)
     called = time.perf_counter()
-    cfg = _config(config, resume, settings)
+    cfg, extends = _config(config, resume, settings)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     procs = Processes.start(
@@ -156,7 +196,7 @@ def train(
     run_dir = _run_dir(cfg, data, procs)
     cfg.output_dir = str(run_dir)
     _logging(run_dir, procs.main)
-    if procs.main and resume is None:
+    if procs.main and (resume is None or extends):
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     log.info("%r", data)
     log.info("run directory %s, %d process(es) on %s", run_dir, procs.world, device)
@@ -215,6 +255,9 @@ def train(
             trainer.state["epoch"],
             trainer.state["step"],
         )
+    if extends:  # metrics.json no longer holds the finished baseline's test
+        log.info("extending the finished run with %d refinement round(s)", cfg.rounds)
+        trainer.write_metrics()
     started = time.perf_counter()
     trainer.fit()
 

@@ -314,6 +314,39 @@ def test_the_no_move_control_runs_the_same_rounds_with_nobody_moving(tmp_path):
     assert result.rounds[1].paired["moved"]["n"] == 0
 
 
+def test_a_finished_baseline_extended_with_a_round_equals_a_run_started_with_it(item_run, tmp_path):
+    result, reference = item_run
+    base = {**ITEM_RUN, "rounds": 0, "schedule.cycles": 1}  # the reference's round 0
+    baseline = siit.train(output_dir=tmp_path, **base)
+    assert len(baseline.rounds) == 1
+    for wrong, match in (
+        ({"rounds": 1, "seed": 5}, r"changes to \['seed'\]"),
+        ({"rounds": 1, "schedule.max_epochs_first_round": 5}, "round 0 has trained"),
+        ({"refine.margin": 1.0}, r"changes to \['refine'\]"),  # no new rounds: nothing to refine
+    ):
+        with pytest.raises(ValueError, match=match):
+            siit.train(resume=tmp_path, **wrong)
+    round_cap = {"schedule.max_epochs_per_round": 2}  # else the refine preset's
+    extended = siit.train(resume=tmp_path, rounds=1, progress=False, **round_cap)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["rounds"] == 1 and config["schedule"]["max_epochs_first_round"] == 2
+    # the refine levers the baseline left unused come from the preset, as for a fresh run
+    assert config["refine"] == json.loads((reference / "config.json").read_text())["refine"]
+    assert extended.rounds[0].valid == baseline.rounds[0].valid
+    a, b = (json.loads((p / "metrics.json").read_text()) for p in (tmp_path, reference))
+    for ra, rb in zip(a["rounds"], b["rounds"], strict=True):
+        assert ra["valid"] == pytest.approx(rb["valid"], abs=1e-12)
+        assert ra["refine"] == rb["refine"]
+    assert a["test"] == pytest.approx(b["test"], abs=1e-12)
+    name = "index/round-1.index.json"
+    assert (tmp_path / name).read_text() == (reference / name).read_text()
+    with pytest.raises(ValueError, match="only a finished run without rounds"):
+        siit.train(resume=tmp_path, rounds=2)
+    # a finished run resumed with its own settings repeated is already done
+    again = siit.train(resume=tmp_path, rounds=1, seed=0, progress=False, **round_cap)
+    assert again.test == pytest.approx(extended.test, abs=1e-12)
+
+
 def tiny_synthetic_users() -> int:
     return siit.Dataset.synthetic().n_users
 
