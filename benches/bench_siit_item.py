@@ -264,7 +264,8 @@ def main() -> None:
     lines = [
         f"SIIT on {args.model}: each arm beside its no-move control (same rounds and schedule, "
         "`refine.levels=0`) and the baseline (`rounds=0`), "
-        f"{args.total_epochs} epochs in all, test read once per run; paired columns: the "
+        f"{args.total_epochs} epochs in all (an arm after the baseline extends the baseline's "
+        "finished run: its rounds come on top), test read once per run; paired columns: the "
         "first refinement's validation targets scored by the round before and the round "
         "after it (seed means). Gains compare test NDCG@10 over the seeds both runs have; "
         "'the better of baseline and control' is, per seed, whichever of the two validated "

@@ -89,6 +89,8 @@ def tiny_train(real):
         **settings,
     ):
         settings.update(RUNTIME)
+        if resume is not None and rounds is not None:  # a baseline extended with rounds
+            settings.setdefault("schedule.max_epochs_per_round", 1)
         if resume is None:
             named = model if isinstance(model, str) else None
             chosen = named or settings.pop("model", None) or (config.model if config else None)
