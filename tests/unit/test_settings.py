@@ -102,8 +102,9 @@ def test_the_default_preset_is_the_benchmarks_choice_per_model_family():
     refine = config.refine
     assert (refine.keep_current, refine.free_only, refine.margin) == (True, True, 0.5)
     assert (refine.contrast, refine.levels, refine.evidence) == (64, 1, "seqrec")
+    # round 0 is the item-level baseline's first cycle; each refined round 40 epochs
     assert (config.schedule.max_epochs_first_round, config.schedule.max_epochs_per_round) == (
-        60,
+        150,
         40,
     )
     # token-level: the token-level grid's budget, 40 epochs first and 10 per refined round

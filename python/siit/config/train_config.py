@@ -45,8 +45,9 @@ DEFAULT_CODEBOOK_SIZES = {"cid": 32}
 # (benches/results/siit_token.md, "conservative uneven"; 60 epochs in all with rounds=2);
 # "paper" is the method as published; "collaborative" is the item-level arm that validation
 # preferred (benches/results/siit_item.md, siit.md, siit_text_free.md: occurrence
-# evidence contrasted with random positions, the last level only, 60 epochs before the
-# first refinement and 40 after each). "auto", the default, is "collaborative" for
+# evidence contrasted with random positions, the last level only; refining after the
+# baseline's own first cycle, then 40 epochs per round, validated above refining after 60
+# epochs in 4 of siit.md's 6 cells). "auto", the default, is "collaborative" for
 # item-level models and "conservative" for token-level ones. The epoch caps apply only when
 # neither schedule cap is set.
 REFINE_PRESETS: dict[str, dict[str, Any]] = {
@@ -78,7 +79,7 @@ REFINE_PRESETS: dict[str, dict[str, Any]] = {
         "refine.evidence": "seqrec",
         "refine.free_only": True,
         "refine.margin": 0.5,
-        "schedule.max_epochs_first_round": 60,
+        "schedule.max_epochs_first_round": ITEM_BASELINE_EPOCHS,
         "schedule.max_epochs_per_round": 40,
         "refine.contrast": 64,
         "refine.levels": 1,
