@@ -107,11 +107,8 @@ def _config(
     allowed = RESUMABLE | (EXTENSIBLE if extends else set())
     before, after = base.to_dict(), cfg.to_dict()
     changed = sorted(k for k in after if after[k] != before[k] and k not in allowed)
-    if (
-        extends
-        and after["schedule"]["max_epochs_first_round"]
-        != (before["schedule"]["max_epochs_first_round"])
-    ):
+    first = "max_epochs_first_round"
+    if extends and after["schedule"][first] != before["schedule"][first]:
         changed.append("schedule.max_epochs_first_round (round 0 has trained)")
     if changed:
         raise ValueError(
@@ -165,7 +162,8 @@ def train(
         rounds: refinement rounds (0: the baseline with the initial identifiers).
         output_dir: the run directory (default: runs/<dataset>-<tokenizer>-<time>).
         config: base settings; `settings` override single fields (see `TrainConfig`).
-        resume: a run directory to continue from its last checkpoint.
+        resume: a run directory to continue from its last checkpoint; with `rounds`, a
+            finished run without rounds is extended with refinement rounds (docs/runs.md).
     """
     for key, value in (("dataset", dataset), ("tokenizer", tokenizer), ("model", model)):
         if isinstance(value, str):
