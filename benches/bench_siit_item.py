@@ -36,7 +36,7 @@ from harness import (
     write_results,
 )
 
-SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
+SIZES = {"rqvae": (3, 256), "letter": (3, 256), "cid": (3, 32)}
 
 
 FIRST, PER_ROUND = "schedule.max_epochs_first_round", "schedule.max_epochs_per_round"
