@@ -243,12 +243,10 @@ def main() -> None:
     parser.add_argument("--name", default="siit_item", help="results/NAME.{json,md}")
     args = parser.parse_args()
     arms = arms_of(args)
-    # the baselines first: arms with after_baseline extend them
-    first = [a for a in arms if a["arm"] == "baseline"]
-    results = dict(zip(map(id, first), run_arms(first, args.jobs, args.report), strict=True))
-    rest = [a for a in arms if id(a) not in results]
-    results.update(zip(map(id, rest), run_arms(rest, args.jobs, args.report), strict=True))
-    results = [results[id(a)] for a in arms]
+    # the baselines first (arms with after_baseline extend them); then every arm, finished
+    # baselines read back
+    run_arms([a for a in arms if a["arm"] == "baseline"], args.jobs, args.report)
+    results = run_arms(arms, args.jobs, args.report)
     rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
     info = provenance()
     payload = dict(

@@ -180,16 +180,17 @@ def run(arm: dict) -> dict:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(arm["settings"], indent=1))
     cmd = [sys.executable, "-m", "siit", "train"]
-    if arm.get("extends") and not (out / "checkpoint" / "state.json").exists():
+    checkpoint = out / "checkpoint" / "state.json"
+    if arm.get("extends") and not checkpoint.exists():
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(arm["extends"], out)
-    if arm.get("extends"):  # the settings again: equal ones are no change
+    if not checkpoint.exists():
+        cmd += ["--config", str(config)]
+    elif arm.get("extends"):  # the settings again: rounds extend the copy, equal ones no change
         cmd += ["--resume", str(out)]
         cmd += [f"{name}={json.dumps(value)}" for name, value in arm["settings"].items()]
-    elif (out / "checkpoint" / "state.json").exists():
-        cmd += ["--resume", str(out)]
     else:
-        cmd += ["--config", str(config)]
+        cmd += ["--resume", str(out)]
     log = out.with_suffix(".log")
     start = time.time()
     with log.open("a") as handle:
