@@ -11,8 +11,9 @@ Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms
 repeated, so the script resumes, and rows already in recommenders.json are kept unless their
 arm runs again (`--models item-mini` adds item-level rows beside the recorded ones;
 `item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input,
-`item-mini+text+trie` with both, `item-mini+trie+150ep` the trie rows at a
-150-epoch cap; plain `item-mini` rows are text-free).
+`item-mini+text+trie` with both, `+w128` at width 128, `item-mini+trie+150ep` the trie
+rows at a 150-epoch cap; plain `item-mini` rows are text-free). A tokenizer is `rqvae` or
+`cid` at the bench's shape (3 x 256, 3 x 32) or names its own: `rqvae-4x256`.
 
     python benches/bench_recommenders.py --datasets movielens ../shared/data/office \
         ../shared/data/scientific --seeds 0 1 2 --jobs 2 --models gpt-mini item-mini
@@ -37,6 +38,7 @@ from harness import (
     RUNS,
     finished,
     grid_args,
+    identifier_shape,
     provenance,
     run,
     settings_arg,
@@ -58,6 +60,17 @@ VARIANTS = {
         **ITEM_ROWS,
         "network.options": {"trie_softmax": True, "text_input": True},
     },
+    # Text and trie at width 128 (SASRec's shape is 64).
+    "item-mini+text+trie+w128": {
+        **ITEM_ROWS,
+        "network.options": {
+            "trie_softmax": True,
+            "text_input": True,
+            "hidden": 128,
+            "inner": 512,
+            "head_inner": 512,
+        },
+    },
     # The trie rows at the item-level baseline's 150-epoch cap, one cycle.
     "item-mini+trie+150ep": {
         **ITEM_ROWS,
@@ -70,6 +83,7 @@ GENERATIVE = {
     "item-mini+text": "item-level, text input",
     "item-mini+trie": "item-level, trie softmax",
     "item-mini+text+trie": "item-level, text input, trie softmax",
+    "item-mini+text+trie+w128": "item-level, text input, trie softmax, width 128",
     "item-mini+trie+150ep": "item-level, trie softmax, 150 epochs",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
@@ -170,8 +184,8 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
             ("t5-mini", args.seq2seq_tokenizers if seq2seq else [], args.seq2seq_seeds),
         ):
             for tokenizer in tokenizers:
-                levels, size = SIZES[tokenizer]
-                index = tokenize(dataset, tokenizer, levels, size, dry=args.report)
+                method, levels, size = identifier_shape(tokenizer, SIZES)
+                index = tokenize(dataset, method, levels, size, dry=args.report)
                 for seed in seeds:
                     out = RUNS / f"{name}-{model}-{tokenizer}-s{seed}"
                     settings = {

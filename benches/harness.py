@@ -99,6 +99,16 @@ def write_results(name: str, payload: dict[str, Any], lines: list[str]) -> None:
 # -- grids -----------------------------------------------------------------------------------
 
 
+def identifier_shape(tokenizer: str, sizes: dict[str, tuple[int, int]]) -> tuple[str, int, int]:
+    """A grid's tokenizer name as (method, levels, codebook size): "rqvae" has the bench's
+    shape in `sizes`, "rqvae-4x256" says its own."""
+    method, _, shape = tokenizer.partition("-")
+    if not shape:
+        return (method, *sizes[method])
+    levels, size = shape.split("x")
+    return method, int(levels), int(size)
+
+
 def tokenize(dataset: str, tokenizer: str, levels: int, size: int, dry: bool = False) -> Path:
     name = Path(dataset).name
     path = RUNS / "identifiers" / f"{name}-{tokenizer}-{levels}x{size}.npz"
