@@ -11,7 +11,8 @@ Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms
 repeated, so the script resumes, and rows already in recommenders.json are kept unless their
 arm runs again (`--models item-mini` adds item-level rows beside the recorded ones;
 `item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input,
-`item-mini+text+trie` with both, `+w128` at width 128, `item-mini+trie+150ep` the trie
+`item-mini+text+trie` with both, `+w128` at width 128, `+dense` with a dense head,
+`item-mini+trie+150ep` the trie
 rows at a 150-epoch cap; plain `item-mini` rows are text-free). A tokenizer is `rqvae` or
 `cid` at the bench's shape (3 x 256, 3 x 32) or names its own: `rqvae-4x256`.
 
@@ -71,6 +72,15 @@ VARIANTS = {
             "head_inner": 512,
         },
     },
+    # A dense head beside the code-by-code one (LIGER's / SASRec's item softmax).
+    "item-mini+text+dense": {
+        **ITEM_ROWS,
+        "network.options": {"text_input": True, "dense_head": True},
+    },
+    "item-mini+text+trie+dense": {
+        **ITEM_ROWS,
+        "network.options": {"trie_softmax": True, "text_input": True, "dense_head": True},
+    },
     # The trie rows at the item-level baseline's 150-epoch cap, one cycle.
     "item-mini+trie+150ep": {
         **ITEM_ROWS,
@@ -85,6 +95,8 @@ GENERATIVE = {
     "item-mini+text+trie": "item-level, text input, trie softmax",
     "item-mini+text+trie+w128": "item-level, text input, trie softmax, width 128",
     "item-mini+trie+150ep": "item-level, trie softmax, 150 epochs",
+    "item-mini+text+dense": "item-level, text input, dense head",
+    "item-mini+text+trie+dense": "item-level, text input, trie softmax, dense head",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
 }

@@ -178,7 +178,8 @@ def candidate_log_probs(
 ) -> np.ndarray:
     """Log-prob (B, K) of K candidate identifiers (B, K, L) after each prompt (B, P), scored
     level by level over that level's codes as in beam search: each prompt runs once and its
-    candidates continue from it (`shared_prompt` as in `beam_search`)."""
+    candidates continue from it (`shared_prompt` as in `beam_search`). Candidates need not
+    be items, so an item-level model's dense head takes no part."""
     b, k, levels = codes.shape
     c = torch.as_tensor(codes, device=model.device)
     with model.evaluating():
@@ -209,9 +210,11 @@ def beam_search(
     identifier; `penalty` (one (V_t,) tensor per level) is subtracted from the log-probs;
     `exclude` (B, S) item indices (-1 padding) never end a beam: at every level, a prefix
     whose items are all excluded is masked, so the beams go to prefixes that can still end
-    on an allowed item (needs `tables`). With `shared_prompt` (GPT-2, Llama and T5 models)
-    a user's beams share one copy of the prompt's keys/values; False keeps transformers'
-    per-beam cache (the reference path: same beams and scores, slower).
+    on an allowed item (needs `tables`). An item-level model with a dense head adds each
+    final beam's item's dense log-prob (with `tables`) and ranks the beams again by the
+    sum; the search itself runs on the level heads. With `shared_prompt` (GPT-2, Llama and
+    T5 models) a user's beams share one copy of the prompt's keys/values; False keeps
+    transformers' per-beam cache (the reference path: same beams and scores, slower).
     """
     if beams < 1:
         raise ValueError(f"beams must be >= 1, got {beams}")
@@ -253,7 +256,10 @@ def beam_search(
                 logp_next = steps.next(beam_idx, code.view(-1), t)
     items = None
     if tables is not None:
-        items = torch.where(torch.isfinite(scores), tables.leaf_items[node], -1).cpu().numpy()
+        found = torch.where(torch.isfinite(scores), tables.leaf_items[node], -1)
+        if model.kind == "item":
+            scores, found, codes = steps.rank_items(scores, found, codes, tables)
+        items = found.cpu().numpy()
     return BeamResult(codes.cpu().numpy(), scores.cpu().numpy(), items)
 
 

@@ -7,13 +7,16 @@ search, candidate scoring and refinement (`decoding`) drive them."""
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .models import ItemRecModel, Model, RecModel
 from .shared_prompt import ATTENTION, SharedPrompt, attention_implementation, register
+
+if TYPE_CHECKING:
+    from .decoding import TrieTables
 from .shared_prompt import supports as supports_shared_prompt
 
 
@@ -110,7 +113,7 @@ class ItemSteps:
 
     def __init__(self, model: ItemRecModel, prompt: np.ndarray) -> None:
         self.net = model.model
-        self.query = model.last_hidden(prompt)
+        self.hidden = self.query = model.last_hidden(prompt)
         # with a trie softmax, the trie node each row's codes reached (-1: off the trie)
         self.node = torch.zeros(len(self.query), dtype=torch.long, device=self.query.device)
 
@@ -124,6 +127,17 @@ class ItemSteps:
             self.node = self.net.require_trie().step(self.node[beam_idx], codes, level)
             allowed = self.net.allowed(level + 1, self.node)
         return self.net.level_log_probs(self.query, level + 1, allowed)
+
+    def rank_items(
+        self, scores: torch.Tensor, items: torch.Tensor, codes: torch.Tensor, tables: TrieTables
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Final beams (B, K) as they are, or with a dense head, their items' dense
+        log-probs added and the beams ranked again by the sum (codes (B, K, L) follow)."""
+        if not self.net.dense_head:
+            return scores, items, codes
+        dense = self.net.dense_log_probs(self.hidden, tables).to(scores.dtype)
+        scores, order = (scores + dense.gather(1, items.clamp(min=0))).sort(1, descending=True)
+        return scores, items.gather(1, order), codes.gather(1, order[..., None].expand_as(codes))
 
 
 def steps_for(model: Model, prompt: np.ndarray, shared_prompt: bool) -> Any:

@@ -117,8 +117,9 @@ class TaskBuilder:
                 f"model's identifier tokens {list(self.model.codebook_sizes)}"
             )
         self.code_tokens = self.model.code_tokens(identifiers.codes)
-        if isinstance(self.model, ItemRecModel) and self.model.model.trie_softmax:
-            # the trie its level softmaxes normalize over follows the identifiers in use
+        if isinstance(self.model, ItemRecModel) and self.model.model.needs_trie:
+            # the trie its level softmaxes normalize over and its dense head scores follows
+            # the identifiers in use
             self.model.use_trie(TrieTables.of(identifiers, self.model.device))
 
     def alignment_items(self, task: str) -> np.ndarray:

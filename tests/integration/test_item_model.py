@@ -35,6 +35,8 @@ from tiny import EXACT_RUN, random_identifiers, tiny_dataset
         dict(trie_softmax=True),
         dict(trie_softmax=True, conditional=False),
         dict(trie_softmax=True, arch="llama"),
+        dict(trie_softmax=False, dense_head=True),
+        dict(trie_softmax=True, dense_head=True),
     ],
     ids=[
         "codebook-softmax",
@@ -43,6 +45,8 @@ from tiny import EXACT_RUN, random_identifiers, tiny_dataset
         "trie-softmax",
         "independent-trie-softmax",
         "llama-trie-softmax",
+        "dense-head",
+        "trie-softmax-dense-head",
     ],
 )
 def setup(request):
@@ -68,16 +72,34 @@ def test_exact_scores_are_the_per_item_log_probs(setup):
     tokens = torch.as_tensor(model.code_tokens(identifiers.codes))
     with torch.no_grad():
         hidden = model.last_hidden(prompt)
+        dense = _dense_one_at_a_time(model, hidden, identifiers)
         for item in range(identifiers.n_items):  # one item at a time, level by level
             one = model.model.target_log_probs(hidden, tokens[item].expand(len(prompt), -1))
-            np.testing.assert_allclose(exact[:, item], one.sum(1).numpy(), atol=1e-5)
+            one = one.sum(1) + dense[:, item]
+            np.testing.assert_allclose(exact[:, item], one.numpy(), atol=1e-5)
     # a probability distribution over all identifiers: the catalogue holds part of it, or
-    # all of it when every level is normalized over the trie's children
+    # all of it when every level is normalized over the trie's children (a dense head
+    # multiplies it by a second one)
     total = np.exp(exact).sum(1)
-    if model.model.trie_softmax:
+    if model.model.trie_softmax and not model.model.dense_head:
         np.testing.assert_allclose(total, 1.0, atol=1e-5)
     else:
         assert (total < 1 + 1e-5).all()
+
+
+def _dense_one_at_a_time(model, hidden, identifiers):
+    """The dense head's log-probs (B, n_items) from each item's input vector built on its
+    own (its codes' embeddings and its text); zeros without a dense head."""
+    if not model.model.dense_head:
+        return torch.zeros(len(hidden), identifiers.n_items, dtype=hidden.dtype)
+    codes = model.code_tokens(identifiers.codes)
+    vectors = torch.stack(
+        [
+            model.model.embed_items(torch.as_tensor(np.append(codes[item], item)))
+            for item in range(identifiers.n_items)
+        ]
+    )
+    return torch.log_softmax(hidden @ vectors.T, -1)
 
 
 def test_small_chunks_give_the_same_scores(setup):
@@ -96,9 +118,12 @@ def test_exact_ranking_equals_a_beam_that_covers_the_catalogue(setup):
     found = beam_search(model, prompt, n, tables)
     np.testing.assert_array_equal(items, found.items)
     np.testing.assert_allclose(scores, found.scores, atol=1e-5)
-    # and candidate_log_probs agrees with both
+    # and candidate_log_probs (the level heads alone) agrees with both
     again = candidate_log_probs(model, prompt, identifiers.codes[items])
-    np.testing.assert_allclose(again, scores, atol=1e-5)
+    with torch.no_grad():
+        dense = _dense_one_at_a_time(model, model.last_hidden(prompt), identifiers)
+    dense = np.take_along_axis(dense.double().numpy(), items, 1)
+    np.testing.assert_allclose(again + dense, scores, atol=1e-5)
 
 
 def test_exclusion_bans_history_items_in_both_modes(setup):
@@ -128,6 +153,8 @@ def test_all_position_loss_equals_prefix_losses_one_at_a_time(setup):
                 hidden = model.last_hidden(hist)
                 tgt = torch.as_tensor(model.code_tokens(identifiers.codes[window[end]]))[None]
                 one = -model.model.target_log_probs(hidden, tgt)[0].numpy()
+                dense = _dense_one_at_a_time(model, hidden, identifiers)
+                one[-1] -= float(dense[0, window[end]])  # the item's, on its last code
                 np.testing.assert_allclose(losses[row, end - 1], one, atol=1e-5)
             assert (losses[row, length - 1 :] == 0).all()  # padding
 
@@ -633,4 +660,33 @@ def test_a_trie_softmax_run_refines_serves_and_grows(tmp_path, caplog):
     prompt, _ = grown._tasks.seqrec(np.array([[0, 1, 2]]))
     total = grown.model.item_log_probs(prompt, grown.tables).exp().sum()
     assert float(total) == pytest.approx(1.0, abs=1e-6)
+    assert grown.model.item_log_probs(prompt, grown.tables).shape[1] == len(grown.item_ids)
+
+
+def test_a_dense_head_run_refines_serves_and_grows(tmp_path):
+    """A dense head trains through a refinement round to unique identifiers; evaluation
+    repeats the run's test figures; served by beam search, the beams' items are ranked by
+    their code and dense log-probs together, as exact scoring ranks them; new items join
+    its catalogue."""
+    settings = {**ITEM_RUN, "rounds": 1, "network.options": {"dense_head": True}}
+    result = siit.train(output_dir=tmp_path, **settings)
+    assert result.identifiers.is_unique()
+    assert siit.evaluate(tmp_path)["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-9)
+    rec = siit.load(tmp_path)
+    assert rec.model.model.dense_head
+    histories = [[0, 1, 2], [3, 4]]
+    rec.exact = True
+    exact_items, exact_scores = rec.recommend(histories, k=5)
+    rec.exact = False
+    beam_items, beam_scores = rec.recommend(histories, k=5, batch_size=1)
+    np.testing.assert_allclose(np.sort(beam_scores, 1)[:, ::-1], beam_scores)  # ranked again
+    prompt, _ = rec._tasks.seqrec(np.array([[0, 1, 2]]))
+    every = rec.model.item_log_probs(prompt, rec.tables)[0].double().numpy()
+    ids = np.asarray(rec.item_ids)
+    for items, scores in ((exact_items[0], exact_scores[0]), (beam_items[0], beam_scores[0])):
+        index = [int(np.flatnonzero(ids == item)[0]) for item in items]
+        np.testing.assert_allclose(scores, every[index], atol=1e-5)
+    siit.add_items(tmp_path, {"new-1": {"title": "a new thing"}})
+    grown = siit.load(tmp_path)
+    prompt, _ = grown._tasks.seqrec(np.array([[0, 1, 2]]))
     assert grown.model.item_log_probs(prompt, grown.tables).shape[1] == len(grown.item_ids)

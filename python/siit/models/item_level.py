@@ -82,7 +82,8 @@ class ItemRecModel(ModelBase):
 
     def use_trie(self, tables: TrieTables) -> None:
         """The identifiers in use, as trie tables: a model with `trie_softmax` normalizes
-        each level over the codes that continue them (others never read them)."""
+        each level over the codes that continue them, one with `dense_head` scores their
+        items in training (others never read them)."""
         self.model.trie = tables
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
@@ -100,9 +101,10 @@ class ItemRecModel(ModelBase):
         self, prompt: np.ndarray, tables: TrieTables, max_elements: int = CHUNK_ELEMENTS
     ) -> torch.Tensor:
         """Exact log-probability (B, n_items) of every item's identifier after each
-        left-padded history (B, H, L). Level l is scored once per depth-l trie node (each
-        distinct prefix) and gathered per item; users are chunked so that no level's
-        (users, nodes, codes) tensor exceeds `max_elements`."""
+        left-padded history (B, H, L), plus its dense log-prob with a dense head. Level l
+        is scored once per depth-l trie node (each distinct prefix) and gathered per item;
+        users are chunked so that no level's (users, nodes, codes) tensor exceeds
+        `max_elements`."""
         net = self.model
         with self.evaluating():
             hidden = self.last_hidden(prompt)
@@ -125,6 +127,8 @@ class ItemRecModel(ModelBase):
                     flat = logp.reshape(len(h), -1)
                     idx = code if above is None else above * size + code
                     total[lo : lo + step] += flat[:, idx]
+            if net.dense_head:
+                total += net.dense_log_probs(hidden, tables).to(total.dtype)
         return total
 
     @torch.no_grad()
@@ -185,6 +189,16 @@ class ItemRecModel(ModelBase):
                 logp = net.level_log_probs(query, level, allowed)
                 logp = logp.expand(-1, len(queries[level]), -1)
                 prefix = prefix[:, parent] + logp[:, parent, tables.codes[level]]
+            # a dense head adds each item's dense log-prob (<= 0) to its score: a node's
+            # bound is then its prefix plus the best dense log-prob of the items below it
+            upper, dense = prefix, None
+            if net.dense_head:
+                dense = net.dense_log_probs(hidden, tables).to(prefix.dtype)
+                above = tables.item_nodes[last - 1] if last else torch.zeros_like(tables.leaf_items)
+                best = torch.full_like(prefix, neg).scatter_reduce(
+                    1, above.clamp(min=0).expand(b, -1), dense, "amax"
+                )
+                upper = prefix + best
             banned = None
             if exclude is not None:  # (B, n_items + 1): the padding lands in the last column
                 ex = torch.as_tensor(exclude, device=device)
@@ -200,7 +214,8 @@ class ItemRecModel(ModelBase):
 
             def best_under(rows: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
                 """The k best items (and log-probs) under each row's m likeliest nodes."""
-                bound, nodes = prefix[rows].topk(m, dim=1)
+                nodes = upper[rows].topk(m, dim=1)[1]
+                bound = prefix[rows].gather(1, nodes)
                 h = hidden[rows, None]
                 query = h + queries[last][nodes] if net.conditional else h
                 allowed = tables.allowed[last][nodes] if net.trie_softmax else None
@@ -210,12 +225,14 @@ class ItemRecModel(ModelBase):
                 items = items.view(len(rows), -1)
                 scores = (bound[..., None] + logp).masked_fill(child < 0, neg)
                 scores = scores.view(len(rows), -1)
+                if dense is not None:
+                    scores = scores + dense[rows].gather(1, items.clamp(min=0))
                 if banned is not None:
                     scores = scores.masked_fill(banned[rows].gather(1, items.clamp(min=0)), neg)
                 idx, top = top_padded(scores)
                 return items.gather(1, idx.clamp(min=0)), top  # padding: -inf, -1 at the end
 
-            n = prefix.shape[1]
+            n = upper.shape[1]
             width = torch.full((b,), min(candidates, n), device=device)
             out_items, out_scores = best_under(torch.arange(b, device=device), min(candidates, n))
             while True:
@@ -223,7 +240,7 @@ class ItemRecModel(ModelBase):
                 # more than it has scored is scored again under up to 8x as many (the k-th
                 # item improves as it goes), in full once that is an eighth of the trie,
                 # where a wider pass would save little and may be wasted
-                need = (prefix >= out_scores[:, -1:]).sum(1)
+                need = (upper >= out_scores[:, -1:]).sum(1)
                 again = need > width
                 if not again.any():
                     break

@@ -103,6 +103,7 @@ class ItemLM(nn.Module):
         text_dim: int,
         prior_dim: int,
         trie_softmax: bool,
+        dense_head: bool = False,
     ) -> None:
         super().__init__()
         self.sizes = tuple(int(s) for s in codebook_sizes)
@@ -131,6 +132,41 @@ class ItemLM(nn.Module):
             raise ValueError(f"text_dim {text_dim} and prior_dim {prior_dim} read one vector")
         dim = text_dim or prior_dim
         self.register_buffer("item_text", torch.zeros(0, dim), persistent=False)
+        # dense head (SASRec's output, LIGER's dense half): a softmax over the catalogue's
+        # items whose logits are the hidden state's dot products with their input vectors
+        # (codes summed, text added), so still built from the identifiers; an item's
+        # log-prob is the code-by-code one plus this one, in the loss and the ranking
+        self.dense_head = dense_head
+
+    @property
+    def needs_trie(self) -> bool:
+        """Whether the model reads the identifiers in use: the trie softmax normalizes over
+        them, the dense head scores the catalogue they make."""
+        return self.trie_softmax or self.dense_head
+
+    def dense_log_probs(
+        self, hidden: torch.Tensor, tables: TrieTables | None = None
+    ) -> torch.Tensor:
+        """The dense head's log-probabilities (..., n_items) of every item of a catalogue
+        (`tables`; default the trie in use) after hidden states (..., d)."""
+        trie = tables or self.require_trie()
+        rows = [  # each item's row: its global code ids, then its index
+            torch.where(node >= 0, trie.codes[t][node.clamp(min=0)].long() + self.offsets[t], -1)
+            for t, node in enumerate(trie.item_nodes)
+        ]
+        rows.append(torch.arange(len(rows[0]), device=rows[0].device))
+        logits = hidden @ self.embed_items(torch.stack(rows, 1)).T
+        return torch.log_softmax(logits.float() if logits.dtype == torch.bfloat16 else logits, -1)
+
+    def dense_target_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The dense head's log-prob (...,) of target identifiers (..., L) of global ids
+        after hidden states (..., d); 0 at padding. Targets are catalogue items."""
+        trie = self.require_trie()
+        local = (target - torch.as_tensor(self.offsets, device=target.device)).clamp(min=0)
+        node = trie.walk(local.reshape(-1, local.shape[-1])).view(target.shape[:-1])
+        item = trie.leaf_items[node.clamp(min=0)]
+        logp = self.dense_log_probs(hidden).gather(-1, item[..., None])[..., 0]
+        return logp.masked_fill(target[..., 0] < 0, 0.0)
 
     def embed_items(self, tokens: torch.Tensor) -> torch.Tensor:
         """Item vectors (..., d) of item rows (..., L or L + 1): global code ids, then
@@ -188,7 +224,9 @@ class ItemLM(nn.Module):
     def require_trie(self) -> TrieTables:
         """The trie of the identifiers in use, which a trie softmax cannot do without."""
         if self.trie is None:
-            raise ValueError("a model with trie_softmax needs its identifiers' trie: use_trie")
+            raise ValueError(
+                "a model with trie_softmax or dense_head needs its identifiers' trie: use_trie"
+            )
         return self.trie
 
     def condition(self, query: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -198,7 +236,7 @@ class ItemLM(nn.Module):
 
     def target_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Log-prob (..., L) of each code of target identifiers (..., L) of global ids after
-        hidden states (..., d), by teacher forcing; 0 at padding."""
+        hidden states (..., d), by teacher forcing, from the level heads; 0 at padding."""
         query, out = hidden, []
         nodes = self._target_nodes(target)
         for level in range(len(self.sizes)):
@@ -230,7 +268,14 @@ class ItemLM(nn.Module):
     def forward(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Log-prob (B, T, L) of each position's next identifier: `target[:, j]` follows
         `history[:, : j + 1]` (both (B, T, L), -1 padded). Item indices (B,) as history:
-        the log-prob (B, L) of each item's identifier after its text (the item2id task)."""
+        the log-prob (B, L) of each item's identifier after its text (the item2id task).
+        With a dense head, the last column adds the dense log-prob of the target item, so
+        that a row sums to the item's log-prob, as `item_log_probs` ranks it."""
         if history.dim() == 1:
             return self.target_log_probs(self.text_states(history), target)
-        return self.target_log_probs(self.encode(history), target)
+        hidden = self.encode(history)
+        out = self.target_log_probs(hidden, target)
+        if not self.dense_head:
+            return out
+        dense = self.dense_target_log_probs(hidden, target)
+        return torch.cat([out[..., :-1], out[..., -1:] + dense[..., None]], -1)

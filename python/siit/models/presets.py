@@ -113,4 +113,5 @@ ITEM_DEFAULTS: dict[str, Any] = dict(
     text_dim=0,
     prior_dim=0,
     trie_softmax=False,
+    dense_head=False,
 )
