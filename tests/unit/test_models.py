@@ -90,6 +90,23 @@ def test_unknown_item_level_options_are_named(identifiers):
         build_model("item-tiny", identifiers.codebook_sizes, identifiers.prefixes, hiden=8)
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (dict(dense_head="yes"), "dense_head must be bool, got 'yes'"),
+        (dict(trie_softmax=1), "trie_softmax must be bool, got 1"),
+        (dict(hidden=64.0), "hidden must be int, got 64.0"),
+        (dict(hidden=True), "hidden must be int, got True"),
+        (dict(dropout="0.3"), "dropout must be float, got '0.3'"),
+    ],
+)
+def test_item_level_options_of_the_wrong_type_are_refused(identifiers, option, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("item-tiny", identifiers.codebook_sizes, identifiers.prefixes, **option)
+    # an int where a float is expected is a number all the same
+    build_model("item-tiny", identifiers.codebook_sizes, identifiers.prefixes, dropout=0)
+
+
 def test_an_unknown_model_name_lists_the_presets(monkeypatch):
     import transformers
 

@@ -330,6 +330,14 @@ def build_item_model(
         raise ValueError(
             f"unknown option(s) {unknown} of item-level model {preset!r}; known: {sorted(params)}"
         )
+    for name, value in options.items():  # a typo'd "yes" must not train as True
+        default = params[name]
+        expected = bool if isinstance(default, bool) else type(default)
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if expected is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"item-level option {name} must be {expected.__name__}, got {value!r}")
     params.update(options)
     torch.manual_seed(seed)
     net = ItemLM(codebook_sizes, **params)
