@@ -14,10 +14,10 @@ import torch
 
 from .models import ItemRecModel, Model, RecModel
 from .shared_prompt import ATTENTION, SharedPrompt, attention_implementation, register
+from .shared_prompt import supports as supports_shared_prompt
 
 if TYPE_CHECKING:
     from .decoding import TrieTables
-from .shared_prompt import supports as supports_shared_prompt
 
 
 def _cache_of(out: Any) -> Any:
