@@ -46,7 +46,11 @@ def measure(
     keys = rng.choice(size**levels, n_items, replace=False)
     codes = np.stack([(keys // size ** (levels - 1 - t)) % size for t in range(levels)], 1)
     identifiers = siit.Identifiers(codes, [size] * levels)
-    model = build_model("item-mini", identifiers.codebook_sizes, identifiers.prefixes)
+    # the code-by-code ranking the recorded tables measured (item-mini's dense head adds
+    # one (users x items) product to it)
+    model = build_model(
+        "item-mini", identifiers.codebook_sizes, identifiers.prefixes, dense_head=False
+    )
     if weights == "peaked":
         with torch.no_grad():
             model.model.codes.weight.normal_(0, 1.0)

@@ -49,9 +49,9 @@ from harness import (
 
 SIZES = {"rqvae": (3, 256), "cid": (3, 32)}
 # Arms that are a preset with options, by the name their rows carry.
-# item-mini reads item text by default ("auto") and trains two cycles of up to 150 epochs;
-# its rows ran one cycle of 100, plain item-mini text-free, and stay so, so that a resumed
-# grid stays like for like.
+# item-mini reads item text by default ("auto"), has a dense head and trains two cycles of
+# up to 150 epochs; its rows ran one cycle of 100 without the head (unless `+dense`), plain
+# item-mini text-free, and stay so, so that a resumed grid stays like for like.
 ITEM_ROWS = {"model": "item-mini", "schedule.max_epochs_per_round": 100, "schedule.cycles": 1}
 VARIANTS = {
     "item-mini": {**ITEM_ROWS, "network.options": {"text_input": False}},
@@ -88,6 +88,8 @@ VARIANTS = {
         "network.options": {"trie_softmax": True, "text_input": False},
     },
 }
+for _arm in VARIANTS.values():  # the arms without `+dense` ran without the head
+    _arm["network.options"].setdefault("dense_head", False)
 GENERATIVE = {
     "item-mini": "item-level",
     "item-mini+text": "item-level, text input",

@@ -102,9 +102,14 @@ def arms_of(args: argparse.Namespace) -> list[dict]:
                         "seed": seed,
                         "output_dir": str(out),
                     }
-                    # item-mini reads item text by default ("auto"); the grids ran text-free
-                    # and stay so unless --settings or the arm turns text input on
-                    options = {"text_input": False, **common.get("network.options", {})}
+                    # item-mini reads item text and has a dense head by default; the grids
+                    # ran text-free without the head and stay so unless --settings or the
+                    # arm turns them on
+                    options = {
+                        "text_input": False,
+                        "dense_head": False,
+                        **common.get("network.options", {}),
+                    }
                     settings["network.options"] = {**options, **arm.get("network.options", {})}
                     after = settings.pop(AFTER, False)
                     arms.append(

@@ -2,6 +2,8 @@
 tokens are spelled as `Identifiers` spells them, with consecutive ids per level, a saved
 model loads back to the same scores, and bad names or options fail with the alternatives."""
 
+import json
+
 import numpy as np
 import pytest
 import siit
@@ -83,6 +85,22 @@ def test_a_saved_model_loads_to_the_same_scores(name, identifiers, tmp_path):
 def test_a_folder_without_a_model_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved siit model"):
         load_model(tmp_path)
+
+
+def test_item_mini_has_a_dense_head_and_older_saved_models_load_without_one(identifiers, tmp_path):
+    sizes, prefixes = identifiers.codebook_sizes, identifiers.prefixes
+    assert build_model("item-mini", sizes, prefixes).model.dense_head
+    assert not build_model("item-small", sizes, prefixes).model.dense_head
+    assert not build_model("item-mini", sizes, prefixes, dense_head=False).model.dense_head
+    # a model saved before item-mini had the head records no dense_head: it loads as trained
+    model = build_model("item-mini", sizes, prefixes, dense_head=False)
+    model.save(tmp_path)
+    meta_file = next(p for p in tmp_path.iterdir() if p.suffix == ".json")
+    meta = json.loads(meta_file.read_text())
+    assert meta["options"]["dense_head"] is False
+    del meta["options"]["dense_head"]
+    meta_file.write_text(json.dumps(meta))
+    assert not load_model(tmp_path).model.dense_head
 
 
 def test_unknown_item_level_options_are_named(identifiers):

@@ -303,7 +303,7 @@ class ItemRecModel(ModelBase):
 
         directory = Path(directory)
         meta = json.loads((directory / META).read_text())
-        options = {"trie_softmax": False, **meta["options"]}
+        options = {"trie_softmax": False, "dense_head": False, **meta["options"]}
         rec = build_item_model(meta["codebook_sizes"], meta["prefixes"], **options)
         rec.model.to(getattr(torch, meta.get("dtype", "float32")))
         rec.model.load_state_dict(load_file(str(directory / WEIGHTS)))
@@ -324,7 +324,7 @@ def build_item_model(
     preset = options.pop("preset", "item-mini")
     if preset not in ITEM_PRESETS:
         raise ValueError(f"unknown item-level preset {preset!r}; known: {list(ITEM_PRESETS)}")
-    params = {**ITEM_PRESETS[preset], **ITEM_DEFAULTS}
+    params = {**ITEM_DEFAULTS, **ITEM_PRESETS[preset]}
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise ValueError(
@@ -345,7 +345,13 @@ def build_item_model(
         net,
         tuple(int(s) for s in codebook_sizes),
         tuple(prefixes),
-        # the softmax is recorded even when default: models saved before the option
-        # existed load without it, as the codebook-wide softmax they were trained with
-        options={"preset": preset, **options, "trie_softmax": params["trie_softmax"]},
+        # the softmax and the dense head are recorded even when default: models saved
+        # before an option existed (or before item-mini had the head) load without it,
+        # as they were trained
+        options={
+            "preset": preset,
+            **options,
+            "trie_softmax": params["trie_softmax"],
+            "dense_head": params["dense_head"],
+        },
     )

@@ -149,6 +149,9 @@ class ItemLM(nn.Module):
     ) -> torch.Tensor:
         """The dense head's log-probabilities (..., n_items) of every item of a catalogue
         (`tables`; default the trie in use) after hidden states (..., d)."""
+        return torch.log_softmax(self._dense_logits(hidden, tables), -1)
+
+    def _dense_logits(self, hidden: torch.Tensor, tables: TrieTables | None) -> torch.Tensor:
         trie = tables or self.require_trie()
         rows = [  # each item's row: its global code ids, then its index
             torch.where(node >= 0, trie.codes[t][node.clamp(min=0)].long() + self.offsets[t], -1)
@@ -156,17 +159,23 @@ class ItemLM(nn.Module):
         ]
         rows.append(torch.arange(len(rows[0]), device=rows[0].device))
         logits = hidden @ self.embed_items(torch.stack(rows, 1)).T
-        return torch.log_softmax(logits.float() if logits.dtype == torch.bfloat16 else logits, -1)
+        return logits.float() if logits.dtype == torch.bfloat16 else logits
 
     def dense_target_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The dense head's log-prob (...,) of target identifiers (..., L) of global ids
         after hidden states (..., d); 0 at padding. Targets are catalogue items."""
         trie = self.require_trie()
-        local = (target - torch.as_tensor(self.offsets, device=target.device)).clamp(min=0)
-        node = trie.walk(local.reshape(-1, local.shape[-1])).view(target.shape[:-1])
-        item = trie.leaf_items[node.clamp(min=0)]
-        logp = self.dense_log_probs(hidden).gather(-1, item[..., None])[..., 0]
-        return logp.masked_fill(target[..., 0] < 0, 0.0)
+        real = target[..., 0] >= 0
+        local = (target[real] - torch.as_tensor(self.offsets, device=target.device)).clamp(min=0)
+        item = trie.leaf_items[trie.walk(local).clamp(min=0)]
+        # real positions only, through the fused cross-entropy: the (positions x items)
+        # matrix is the head's whole cost
+        logp = -nn.functional.cross_entropy(
+            self._dense_logits(hidden[real], None), item, reduction="none"
+        )
+        return torch.zeros(real.shape, dtype=logp.dtype, device=logp.device).masked_scatter(
+            real, logp
+        )
 
     def embed_items(self, tokens: torch.Tensor) -> torch.Tensor:
         """Item vectors (..., d) of item rows (..., L or L + 1): global code ids, then
