@@ -87,19 +87,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
+# SASRec's shape (RecBole's and benches/peers.py's).
+_SASREC_SHAPE: dict[str, Any] = dict(
+    arch="gpt2", hidden=64, layers=2, heads=2, inner=256, head_inner=256, dropout=0.3
+)
 ITEM_PRESETS: dict[str, dict[str, Any]] = {
-    # CPU default: SASRec's shape (RecBole's and benches/peers.py's) over identifiers, with
-    # the dense head (validation NDCG@10 +5% over 5 seeds of the default, docs/results.md).
-    "item-mini": dict(
-        arch="gpt2",
-        hidden=64,
-        layers=2,
-        heads=2,
-        inner=256,
-        head_inner=256,
-        dropout=0.3,
-        dense_head=True,
-    ),
+    # CPU default: SASRec's shape over identifiers, with the dense head (validation
+    # NDCG@10 +5% over 5 seeds of the default, docs/results.md).
+    "item-mini": {**_SASREC_SHAPE, "dense_head": True},
     # A GPU size, in the range of published item-level models (2-13M parameters with codes).
     "item-small": dict(
         arch="gpt2", hidden=256, layers=4, heads=4, inner=1024, head_inner=1024, dropout=0.3
