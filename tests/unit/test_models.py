@@ -95,7 +95,7 @@ def test_item_mini_has_a_dense_head_and_older_saved_models_load_without_one(iden
     # a model saved before item-mini had the head records no dense_head: it loads as trained
     model = build_model("item-mini", sizes, prefixes, dense_head=False)
     model.save(tmp_path)
-    meta_file = next(p for p in tmp_path.iterdir() if p.suffix == ".json")
+    meta_file = tmp_path / "siit_model.json"
     meta = json.loads(meta_file.read_text())
     assert meta["options"]["dense_head"] is False
     del meta["options"]["dense_head"]
