@@ -22,7 +22,7 @@ from .models import (
     Model,
     RecModel,
     build_model,
-    check_model_name,
+    check_model,
     load_model,
 )
 from .report import write_report
@@ -183,7 +183,7 @@ def train(
     )
     device = device_for(cfg, procs)
     if not isinstance(model, RecModel | ItemRecModel) and resume is None:
-        check_model_name(cfg.model, cfg.network.gguf_file)
+        check_model(cfg.model, cfg.network.gguf_file, cfg.network.options)
     if isinstance(model, RecModel | ItemRecModel) and resume is not None:
         raise ValueError("a resumed run loads its model from the checkpoint; do not pass model=")
 

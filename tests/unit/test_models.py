@@ -16,7 +16,7 @@ from siit.models import (
     ItemRecModel,
     RecModel,
     build_model,
-    check_model_name,
+    check_model,
     is_preset,
     load_model,
 )
@@ -125,6 +125,27 @@ def test_item_level_options_of_the_wrong_type_are_refused(identifiers, option, m
     build_model("item-tiny", identifiers.codebook_sizes, identifiers.prefixes, dropout=0)
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(dense_head="no"), "dense_head must be bool, got 'no'"),
+        (dict(text_input="no"), "text_input must be true, false or 'auto', got 'no'"),
+        (dict(text_input=1), "text_input must be true, false or 'auto', got 1"),
+        (dict(text_prior="false"), "text_prior must be true or false, got 'false'"),
+    ],
+)
+def test_train_refuses_bad_model_options_before_fitting_identifiers(tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        siit.train(
+            dataset="synthetic",
+            model="item-tiny",
+            network={"options": options},
+            output_dir=tmp_path / "run",
+            progress=False,
+        )
+    assert not (tmp_path / "run").exists()  # refused before the run directory and the tokenizer
+
+
 def test_an_unknown_model_name_lists_the_presets(monkeypatch):
     import transformers
 
@@ -133,6 +154,6 @@ def test_an_unknown_model_name_lists_the_presets(monkeypatch):
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
     with pytest.raises(ValueError, match=r"'no/such-model' is not a preset \(t5-small.*item-mini"):
-        check_model_name("no/such-model")
-    check_model_name("item-mini")  # presets and directories pass without the hub
-    check_model_name(str(siit.__path__[0]))
+        check_model("no/such-model")
+    check_model("item-mini")  # presets and directories pass without the hub
+    check_model(str(siit.__path__[0]))

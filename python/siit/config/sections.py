@@ -120,9 +120,14 @@ class NetworkSettings:
         _one_of(need, self.dtype, "network.dtype", ("float32", "float64", "bfloat16"))
         _one_of(need, self.item2id_input, "network.item2id_input", ("text", "embedding"))
         text_input = self.options.get("text_input")
-        need(
-            text_input in (None, True, False, "auto"),
+        need(  # exact: 1 == True, and "no" must not read text
+            text_input is None or isinstance(text_input, bool) or text_input == "auto",
             f"network.options text_input must be true, false or 'auto', got {text_input!r}",
+        )
+        text_prior = self.options.get("text_prior", False)
+        need(
+            isinstance(text_prior, bool),
+            f"network.options text_prior must be true or false, got {text_prior!r}",
         )
 
 

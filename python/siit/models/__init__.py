@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .item_level import ItemRecModel, build_item_model
-from .presets import ITEM_PRESETS, PRESETS, TEXT_INPUT_DEFAULTS
+from .presets import ITEM_PRESETS, PRESETS, TEXT_INPUT_DEFAULTS, TEXT_SWITCHES, item_params
 from .token_build import build_token_model, smollm2_gguf, train_text_tokenizer
 from .token_level import DTYPES, NEG_INF, PROJECTION, PROJECTION_FILE, RecModel, full_precision
 
@@ -37,7 +37,7 @@ __all__ = [
     "ItemRecModel",
     "RecModel",
     "build_model",
-    "check_model_name",
+    "check_model",
     "full_precision",
     "is_preset",
     "load_model",
@@ -52,9 +52,13 @@ def is_preset(name: str) -> bool:
     return name in PRESETS or name in ITEM_PRESETS
 
 
-def check_model_name(name: str, gguf_file: str | None = None) -> None:
-    """Fail early on a model that is neither a preset, a local directory nor a hub name that
-    is cached or reachable (the error lists the presets)."""
+def check_model(name: str, gguf_file: str | None = None, options: dict | None = None) -> None:
+    """Fail early, before identifiers are fitted, on a model that is neither a preset, a
+    local directory nor a hub name that is cached or reachable (the error lists the
+    presets), and on item-level options the model would refuse."""
+    if name in ITEM_PRESETS:
+        item_params(name, {k: v for k, v in (options or {}).items() if k not in TEXT_SWITCHES})
+        return
     if is_preset(name) or Path(name).is_dir():
         return
     if gguf_file is not None:

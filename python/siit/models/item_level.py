@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from .item_network import ItemLM
-from .presets import ITEM_DEFAULTS, ITEM_PRESETS
+from .presets import item_params
 from .token_level import ModelBase
 
 if TYPE_CHECKING:
@@ -322,23 +322,7 @@ def build_item_model(
     prior_dim: the size of those read by the text prior; 0 for none)."""
     options = dict(options)
     preset = options.pop("preset", "item-mini")
-    if preset not in ITEM_PRESETS:
-        raise ValueError(f"unknown item-level preset {preset!r}; known: {list(ITEM_PRESETS)}")
-    params = {**ITEM_DEFAULTS, **ITEM_PRESETS[preset]}
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} of item-level model {preset!r}; known: {sorted(params)}"
-        )
-    for name, value in options.items():  # a typo'd "yes" must not train as True
-        default = params[name]
-        expected = bool if isinstance(default, bool) else type(default)
-        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-        if expected is float:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok:
-            raise ValueError(f"item-level option {name} must be {expected.__name__}, got {value!r}")
-    params.update(options)
+    params = item_params(preset, options)
     torch.manual_seed(seed)
     net = ItemLM(codebook_sizes, **params)
     return ItemRecModel(

@@ -108,6 +108,9 @@ ITEM_PRESETS: dict[str, dict[str, Any]] = {
 # "auto" adds a learned projection of each item's text vector to its input where the dataset
 # has item text (LIGER's input; +5% validation NDCG@10 on MovieLens, docs/results.md).
 TEXT_INPUT_DEFAULTS: dict[str, bool | str] = {"item-mini": "auto", "item-small": "auto"}
+# `network.options` that say what text a model reads rather than set a field of it (checked
+# with the settings, `config.sections`).
+TEXT_SWITCHES = ("text_input", "text_prior")
 # Options every item-level model has, and their defaults where its preset sets none.
 ITEM_DEFAULTS: dict[str, Any] = dict(
     conditional=True,
@@ -118,3 +121,26 @@ ITEM_DEFAULTS: dict[str, Any] = dict(
     trie_softmax=False,
     dense_head=False,
 )
+
+
+def item_params(preset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The fields of item-level `preset` with `options` in place of its values; refuses an
+    unknown preset, an unknown option and a value of the wrong type (a typo'd "yes" must
+    not train as True)."""
+    if preset not in ITEM_PRESETS:
+        raise ValueError(f"unknown item-level preset {preset!r}; known: {list(ITEM_PRESETS)}")
+    params = {**ITEM_DEFAULTS, **ITEM_PRESETS[preset]}
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} of item-level model {preset!r}; known: {sorted(params)}"
+        )
+    for name, value in options.items():
+        expected = bool if isinstance(params[name], bool) else type(params[name])
+        if expected is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"item-level option {name} must be {expected.__name__}, got {value!r}")
+    return {**params, **options}
