@@ -126,6 +126,7 @@ def _scratch_model(arch: str, params: dict[str, Any], tokenizer: Any) -> Any:
             eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.eos_token_id,
             tie_word_embeddings=True,
+            activation_function="gelu_pytorch_tanh",  # GPT-2's own GELU, fused (item_network)
             **params,
         )
         return GPT2LMHeadModel(config)
