@@ -78,7 +78,7 @@ class SASRec(nn.Module):
         return h @ self.items.weight[1:].T
 
 
-def _scores(model: SASRec, samples: siit.Samples, batch: int = 256) -> torch.Tensor:
+def scores(model: SASRec, samples: siit.Samples, batch: int = 256) -> torch.Tensor:
     """Scores of every item after each sample's history (left-padded, as prompts are)."""
     out = []
     model.eval()
@@ -98,7 +98,7 @@ def _scores(model: SASRec, samples: siit.Samples, batch: int = 256) -> torch.Ten
     return torch.cat(out)
 
 
-def sasrec(
+def fit_sasrec(
     dataset: siit.Dataset,
     seed: int = 0,
     hidden: int = 64,
@@ -110,16 +110,17 @@ def sasrec(
     max_epochs: int = 200,
     patience: int = 10,
     log=print,
-) -> dict:
-    """Train on every position of `Dataset.train_windows(max_history + 1)` and return
-    validation and test metrics (test also with history excluded), epochs and seconds."""
+) -> tuple[SASRec, dict]:
+    """Train on every position of `Dataset.train_windows(max_history + 1)` with early stopping
+    on validation NDCG@10; the model with its best weights, and its epochs, best epoch,
+    seconds and validation curve."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     length = dataset.max_history + 1
     windows = dataset.train_windows(length).items
     model = SASRec(dataset.n_items, length, hidden, layers, heads, dropout)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    valid, test = dataset.valid_samples(), dataset.test_samples()
+    valid = dataset.valid_samples()
     best, best_state, best_epoch, since, curve = -1.0, None, 0, 0, []
     start = time.perf_counter()
     for epoch in range(1, max_epochs + 1):
@@ -135,7 +136,7 @@ def sasrec(
             opt.zero_grad()
             loss.backward()
             opt.step()
-        ndcg = _metrics(_ranked(_scores(model, valid), None), valid)["ndcg@10"]
+        ndcg = _metrics(_ranked(scores(model, valid), None), valid)["ndcg@10"]
         curve.append(ndcg)
         if ndcg > best:
             best, best_state, best_epoch, since = ndcg, copy.deepcopy(model.state_dict()), epoch, 0
@@ -145,13 +146,23 @@ def sasrec(
         if since >= patience:
             break
     model.load_state_dict(best_state)
-    test_scores = _scores(model, test)
-    return {
-        "valid": _metrics(_ranked(_scores(model, valid), None), valid),
-        "test": _metrics(_ranked(test_scores.clone(), None), test),
-        "test_exclude_history": _metrics(_ranked(test_scores, dataset.seen_items(test)), test),
+    info = {
         "epochs": epoch,
         "best_epoch": best_epoch,
         "seconds": round(time.perf_counter() - start, 1),
         "curve": curve,
+    }
+    return model, info
+
+
+def sasrec(dataset: siit.Dataset, seed: int = 0, log=print, **settings) -> dict:
+    """`fit_sasrec`, then validation and test metrics (test also with history excluded)."""
+    model, info = fit_sasrec(dataset, seed, log=log, **settings)
+    valid, test = dataset.valid_samples(), dataset.test_samples()
+    test_scores = scores(model, test)
+    return {
+        "valid": _metrics(_ranked(scores(model, valid), None), valid),
+        "test": _metrics(_ranked(test_scores.clone(), None), test),
+        "test_exclude_history": _metrics(_ranked(test_scores, dataset.seen_items(test)), test),
+        **info,
     }
