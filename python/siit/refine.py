@@ -180,6 +180,7 @@ def item_proposals(
         refine.contrast,
         config.seed + round_,
         refine.text_occurrences,
+        refine.dense,
     )
 
 
