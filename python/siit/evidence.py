@@ -6,8 +6,7 @@ the seqrec log-prob of each candidate after the item's own training prefixes
 expects each item: the hidden states before the item's own training occurrences, whose
 level log-probabilities summed over those occurrences score a candidate by the training
 log-likelihood the item would have under it (`collaborative_beams`), optionally against
-the same evidence at random positions (`contrast_states`); a model with a dense head adds
-that head's share to first order in the item's vector (`dense_gradients`).
+the same evidence at random positions (`contrast_states`).
 
 Proposals are beam searches restricted level by level to that level's codes, not to
 existing identifiers. "Diverse token generation" subtracts from each code's log-prob a
@@ -211,7 +210,6 @@ def _blocks(model: ItemRecModel, owner: np.ndarray, n_items: int, width: int, ma
         yield lo, hi, occ, torch.as_tensor(owner[occ] - lo, device=model.device), per_block
 
 
-@torch.no_grad()
 def _evidence(
     model: ItemRecModel,
     states: torch.Tensor,
@@ -220,19 +218,13 @@ def _evidence(
     level: int,
     chunk: int,
     contrast: torch.Tensor | None,
-    dense: torch.Tensor | None,
 ) -> torch.Tensor:
     """`occurrence_log_probs` of a block of items; with `contrast` (m, d), the hidden states
     of m random training positions, minus each item's occurrence count times the mean
     log-prob there: how much likelier the model finds a code at the item's occurrences than
     anywhere, so that identifiers predicted everywhere (popular items') do not win every
-    item; with `dense` (the block's `dense_gradients`), plus each code's share of the dense
-    head's evidence (the gradient's dot product with the code's embedding)."""
+    item."""
     logp = occurrence_log_probs(model, states, local, prefixes, level, chunk)
-    if dense is not None:
-        lo = int(model.level_offsets[level])
-        codes = model.model.codes.weight[lo : lo + model.codebook_sizes[level]]
-        logp = logp + (dense @ codes.double().T)[:, None, :]
     if contrast is None:
         return logp
     n, m = prefixes.shape[0], len(contrast)
@@ -251,29 +243,6 @@ def contrast_states(states: torch.Tensor, positions: int, seed: int = 0) -> torc
     return states[torch.as_tensor(np.sort(pick), device=states.device)]
 
 
-@torch.no_grad()
-def dense_gradients(
-    model: ItemRecModel, states: torch.Tensor, owner: np.ndarray, max_elements: int = 1 << 24
-) -> torch.Tensor:
-    """The dense head's evidence (n_items, d): the gradient of the dense half of the training
-    log-likelihood with respect to each item's vector, the hidden states before the item's
-    own occurrences `states` (of items `owner`) summed, minus every occurrence's hidden
-    state weighted by the item's probability there. Moving an item's identifier changes its
-    vector by the difference of the code sums (its text part stays), so a candidate's dense
-    evidence is this gradient's dot product with its code sum: the change of the
-    log-likelihood to first order, normalizers of every position included."""
-    n_items = len(model.model.require_trie().item_nodes[0])  # the dense head's columns
-    grad = torch.zeros(n_items, states.shape[1], dtype=torch.float64, device=states.device)
-    grad.index_add_(0, torch.as_tensor(owner, device=states.device), states.double())
-    chunk = max(1, max_elements // n_items)
-    with model.evaluating():
-        for a in range(0, len(states), chunk):
-            part = states[a : a + chunk]
-            prob = model.model.dense_log_probs(part).exp()
-            grad -= (prob.T @ part.to(prob.dtype)).double()
-    return grad
-
-
 def occurrence_scores(
     model: ItemRecModel,
     states: torch.Tensor,
@@ -281,12 +250,10 @@ def occurrence_scores(
     codes: np.ndarray,
     max_elements: int = 1 << 24,
     contrast: torch.Tensor | None = None,
-    dense: torch.Tensor | None = None,
 ) -> np.ndarray:
     """The training log-likelihood (n_items, K) of each item's occurrences under each of its
     K candidate identifiers (n_items, K, L): level log-probs summed over levels and
-    occurrences (0 for an item that never occurs); with `contrast` or `dense`, see
-    `_evidence`."""
+    occurrences (0 for an item that never occurs); with `contrast`, see `_evidence`."""
     n, k = codes.shape[:2]
     tokens = torch.as_tensor(model.code_tokens(codes), device=model.device)
     total = np.zeros((n, k))
@@ -294,16 +261,7 @@ def occurrence_scores(
         block = tokens[lo:hi]
         score = torch.zeros(hi - lo, k, dtype=torch.float64, device=model.device)
         for level in range(model.n_levels):
-            logp = _evidence(
-                model,
-                states[occ],
-                local,
-                block[:, :, :level],
-                level,
-                chunk,
-                contrast,
-                None if dense is None else dense[lo:hi],
-            )
+            logp = _evidence(model, states[occ], local, block[:, :, :level], level, chunk, contrast)
             code = block[:, :, level] - int(model.level_offsets[level])
             score += logp.gather(2, code[..., None])[..., 0]
         total[lo:hi] = score.cpu().numpy()
@@ -319,14 +277,12 @@ def collaborative_beams(
     max_elements: int = 1 << 24,
     fixed: np.ndarray | None = None,
     contrast: torch.Tensor | None = None,
-    dense: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `beams` identifiers (n_items, beams, L) under which each item's training
     occurrences are most likely, by beam search over levels on the summed evidence, with
     that log-likelihood (n_items, beams); any codes, not only existing identifiers. Beams
     that the codebooks cannot fill score -inf. `fixed` (n_items, F): codes every beam of an
-    item keeps at its first F levels; with `contrast` or `dense`, the evidence of
-    `_evidence`."""
+    item keeps at its first F levels; with `contrast`, the evidence of `_evidence`."""
     levels = model.n_levels
     codes = np.zeros((n_items, beams, levels), dtype=np.int64)
     out = np.full((n_items, beams), -np.inf)
@@ -335,16 +291,7 @@ def collaborative_beams(
         scores = torch.zeros(hi - lo, 1, dtype=torch.float64, device=model.device)
         for level in range(levels):
             size = model.codebook_sizes[level]
-            logp = _evidence(
-                model,
-                states[occ],
-                local,
-                prefixes,
-                level,
-                chunk,
-                contrast,
-                None if dense is None else dense[lo:hi],
-            )
+            logp = _evidence(model, states[occ], local, prefixes, level, chunk, contrast)
             if fixed is not None and level < fixed.shape[1]:
                 code = torch.as_tensor(fixed[lo:hi, level], device=logp.device)
                 other = torch.arange(size, device=logp.device) != code[:, None, None]
@@ -372,19 +319,16 @@ def collaborative_proposals(
     contrast: int = 0,
     seed: int = 0,
     text_occurrences: int = 0,
-    dense: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items that occur in training (the others keep their identifiers), their candidates
     (n, K, L) and scores (n, K): `collaborative_beams` (with `refine_levels`, only over the
     last levels, the others kept; with `contrast` > 0, against the evidence at that many
     random positions, see `_evidence`; with `text_occurrences` > 0, each item with text
     also has that many copies of its text prior's query among its occurrences, and items
-    with text but no occurrence take part too; with `dense` and a model with a dense head,
-    plus `dense_gradients`' share) and, with `keep_current`, the current identifier scored
-    the same way in the last column."""
+    with text but no occurrence take part too) and, with `keep_current`, the current
+    identifier scored the same way in the last column."""
     states, owner = occurrence_states(model, tasks, windows, batch_size)
     anywhere = contrast_states(states, contrast, seed)  # real positions only
-    gradients = dense_gradients(model, states, owner) if dense and model.model.dense_head else None
     if text_occurrences > 0:
         items = tasks.alignment_items("item2id")
         states, owner = with_text(model, states, owner, items, text_occurrences)
@@ -397,12 +341,11 @@ def collaborative_proposals(
         beams,
         fixed=fixed if fixed.size else None,
         contrast=anywhere,
-        dense=gradients,
     )
     if keep_current:
         current = identifiers.codes[:, None, :]
         cand = np.concatenate([cand, current], 1)
-        kept = occurrence_scores(model, states, owner, current, contrast=anywhere, dense=gradients)
+        kept = occurrence_scores(model, states, owner, current, contrast=anywhere)
         scores = np.concatenate([scores, kept], 1)
     items = np.unique(owner)
     return items, cand[items], scores[items]

@@ -180,7 +180,6 @@ def item_proposals(
         refine.contrast,
         config.seed + round_,
         refine.text_occurrences,
-        refine.dense,
     )
 
 

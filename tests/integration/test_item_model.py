@@ -15,7 +15,6 @@ from siit.evidence import (
     collaborative_beams,
     collaborative_proposals,
     contrast_states,
-    dense_gradients,
     occurrence_scores,
     occurrence_states,
     with_text,
@@ -238,45 +237,6 @@ def test_contrasted_evidence_subtracts_the_likelihood_anywhere(setup):
     )
     again = occurrence_scores(model, states, owner, beams, contrast=anywhere)
     np.testing.assert_allclose(again, scores, atol=1e-4)
-
-
-def test_dense_evidence_is_the_gradient_of_the_dense_likelihood(setup):
-    """With a dense head, each item's evidence vector is the gradient, by autograd, of the
-    dense half of the training log-likelihood (every occurrence's log-softmax over the
-    catalogue at its target) with respect to the item's vector; a candidate's share is its
-    dot product with the candidate's code sum, searched by the beams like the rest."""
-    model, identifiers, tasks, _, dataset = setup
-    if not model.model.dense_head:
-        pytest.skip("the model has no dense head")
-    windows = dataset.train_windows(6)
-    states, owner = occurrence_states(model, tasks, windows)
-    grad = dense_gradients(model, states, owner, max_elements=50)  # many small chunks
-    net = model.model
-    tokens = torch.as_tensor(model.code_tokens(identifiers.codes))
-    rows = torch.cat([tokens, torch.arange(identifiers.n_items)[:, None]], 1)
-    vectors = net.embed_items(rows).detach().requires_grad_()
-    logp = torch.log_softmax(states @ vectors.T, -1)
-    logp[torch.arange(len(owner)), torch.as_tensor(owner)].sum().backward()
-    np.testing.assert_allclose(grad.numpy(), vectors.grad.numpy(), atol=1e-4)
-
-    rng = np.random.default_rng(0)
-    cand = rng.integers(0, 6, size=(identifiers.n_items, 4, 3))
-    plain = occurrence_scores(model, states, owner, cand, max_elements=50)
-    with_dense = occurrence_scores(model, states, owner, cand, max_elements=50, dense=grad)
-    code_sums = net.codes.weight[torch.as_tensor(model.code_tokens(cand))].sum(2).detach()
-    share = np.einsum("nkd,nd->nk", code_sums.double().numpy(), grad.numpy())
-    np.testing.assert_allclose(with_dense, plain + share, atol=1e-4)
-    beams, scores = collaborative_beams(
-        model, states, owner, identifiers.n_items, 5, 50, dense=grad
-    )
-    again = occurrence_scores(model, states, owner, beams, dense=grad)
-    np.testing.assert_allclose(again, scores, atol=1e-4)
-    # `dense=True` reaches the proposals: the current identifier's column is scored with it
-    items, _, off = collaborative_proposals(model, tasks, windows, identifiers, 5)
-    _, _, on = collaborative_proposals(model, tasks, windows, identifiers, 5, dense=True)
-    current = occurrence_scores(model, states, owner, identifiers.codes[:, None], dense=grad)
-    np.testing.assert_allclose(on[:, -1], current[items, 0], atol=1e-4)
-    assert not np.allclose(on[:, -1], off[:, -1])
 
 
 def test_a_collaborative_move_never_lowers_the_training_likelihood(setup):

@@ -235,12 +235,6 @@ class RefineSettings:
         "occurrences in its collaborative evidence, so items seen rarely are placed mostly "
         "by their text and often-seen ones by the data; 0: off",
     )
-    dense: bool = _setting(
-        True,
-        "item-level models with a dense head: their collaborative evidence adds the dense "
-        "head's log-likelihood, to first order in the item's vector (its normalizers at "
-        "every training position included); false: the level heads' evidence alone",
-    )
     diagnostics: bool = _setting(
         True, "with rounds: semantic consistency of each round's identifiers"
     )
@@ -254,9 +248,6 @@ class RefineSettings:
         need(
             isinstance(self.keep_current, bool) and isinstance(self.free_only, bool),
             "refine.keep_current and refine.free_only must be true or false",
-        )
-        need(
-            isinstance(self.dense, bool), f"refine.dense must be true or false, got {self.dense!r}"
         )
         need(
             self.margin is None or (self.margin >= 0 and bool(self.keep_current)),
