@@ -640,6 +640,33 @@ def test_the_trie_softmax_follows_the_identifiers_in_use():
     torch.testing.assert_close(one, exact[:, 7].to(one.dtype), atol=1e-5, rtol=0)
 
 
+def test_scoring_skips_the_head_on_single_child_rows_with_the_same_values():
+    """In scoring, the trie softmax runs a level's head only on rows that allow several
+    codes (a lone code's log-prob is 0): the values equal the head run on every row."""
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = build_model(
+        "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, seed=3, trie_softmax=True
+    )
+    net = model.model
+    rng = np.random.default_rng(0)
+    query = torch.as_tensor(rng.normal(size=(4, 5, net.codes.weight.shape[1])), dtype=torch.float32)
+    allowed = torch.zeros(4, 5, 6, dtype=torch.bool)
+    allowed[..., 1] = True  # one code per row, and several on a few rows
+    allowed[0, :2] = allowed[2, 3] = torch.as_tensor(rng.random(6) < 0.7)
+    allowed[0, :2, 1] = allowed[2, 3, 1] = allowed[2, 3, 4] = True
+    several = allowed.sum(-1) > 1
+    seen = []
+    hook = net.heads[2].register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    with torch.no_grad():
+        skipped = net.level_log_probs(query, 2, allowed)
+        every = net._masked_log_softmax(query, 2, allowed)
+    hook.remove()
+    assert seen[0] == int(several.sum()) == 3  # the head ran on those rows only
+    torch.testing.assert_close(skipped, every, atol=1e-6, rtol=0)
+    assert (skipped[~several].max(-1).values == 0).all()
+
+
 def test_a_trie_softmax_run_refines_serves_and_grows(tmp_path, caplog):
     """Through a refinement round, evaluation, loading, beam-search serving and new items,
     the model's distribution stays over the catalogue's identifiers of the moment; the run

@@ -118,6 +118,18 @@ class ItemRecModel(ModelBase):
                 per_node = level > 0 and (net.conditional or allowed is not None)
                 above = nodes[level - 1] if per_node else None
                 code = codes[level][nodes[level]]  # each item's code at this level
+                scored = None  # the items whose node above is scored (None: every item)
+                if above is not None and allowed is not None:
+                    # under a node with one child an item's log-prob here is 0: score the
+                    # nodes with several only (most deep ones have one)
+                    several = torch.nonzero(allowed.sum(-1) > 1).view(-1)
+                    row = torch.full((len(cond),), -1, dtype=torch.long, device=cond.device)
+                    row[several] = torch.arange(len(several), device=cond.device)
+                    cond, allowed, above = cond[several], allowed[several], row[above]
+                    scored = torch.nonzero(above >= 0).view(-1)
+                    above, code = above[scored], code[scored]
+                    if not len(scored):
+                        continue
                 n_nodes = 1 if above is None else len(cond)
                 step = max(1, max_elements // (n_nodes * size))
                 for lo in range(0, len(hidden), step):
@@ -126,7 +138,10 @@ class ItemRecModel(ModelBase):
                     logp = net.level_log_probs(query, level, allowed)
                     flat = logp.reshape(len(h), -1)
                     idx = code if above is None else above * size + code
-                    total[lo : lo + step] += flat[:, idx]
+                    if scored is None:
+                        total[lo : lo + step] += flat[:, idx]
+                    else:
+                        total[lo : lo + step, scored] += flat[:, idx]
             if net.dense_head:
                 total += net.dense_log_probs(hidden, tables).to(total.dtype)
         return total
