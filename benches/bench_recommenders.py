@@ -11,7 +11,8 @@ Arms run as subprocesses, `--jobs` at a time with one thread each; finished arms
 repeated, so the script resumes, and rows already in recommenders.json are kept unless their
 arm runs again (`--models item-mini` adds item-level rows beside the recorded ones;
 `item-mini+trie` is item-mini with `trie_softmax`, `item-mini+text` with text input,
-`item-mini+text+trie` with both, `+w128` at width 128, `+dense` with a dense head,
+`item-mini+text+trie` with both, `+w128` at width 128, `+dense` with a dense head (`+res`:
+and its per-item residual),
 `item-mini+trie+150ep` the trie
 rows at a 150-epoch cap; plain `item-mini` rows are text-free). A tokenizer is `rqvae` or
 `cid` at the bench's shape (3 x 256, 3 x 32) or names its own: `rqvae-4x256`.
@@ -81,6 +82,16 @@ VARIANTS = {
         **ITEM_ROWS,
         "network.options": {"trie_softmax": True, "text_input": True, "dense_head": True},
     },
+    # ... with a free per-item residual on the dense head's output vectors.
+    "item-mini+text+trie+dense+res": {
+        **ITEM_ROWS,
+        "network.options": {
+            "trie_softmax": True,
+            "text_input": True,
+            "dense_head": True,
+            "dense_residual": True,
+        },
+    },
     # The trie rows at the item-level baseline's 150-epoch cap, one cycle.
     "item-mini+trie+150ep": {
         **ITEM_ROWS,
@@ -99,6 +110,8 @@ GENERATIVE = {
     "item-mini+trie+150ep": "item-level, trie softmax, 150 epochs",
     "item-mini+text+dense": "item-level, text input, dense head",
     "item-mini+text+trie+dense": "item-level, text input, trie softmax, dense head",
+    "item-mini+text+trie+dense+res": "item-level, text input, trie softmax, dense head "
+    "with residual",
     "gpt-mini": "decoder-only",
     "t5-mini": "encoder-decoder",
 }

@@ -37,6 +37,7 @@ from tiny import EXACT_RUN, random_identifiers, tiny_dataset
         dict(trie_softmax=True, arch="llama"),
         dict(trie_softmax=False, dense_head=True),
         dict(trie_softmax=True, dense_head=True),
+        dict(trie_softmax=True, dense_head=True, dense_residual=True),
     ],
     ids=[
         "codebook-softmax",
@@ -47,6 +48,7 @@ from tiny import EXACT_RUN, random_identifiers, tiny_dataset
         "llama-trie-softmax",
         "dense-head",
         "trie-softmax-dense-head",
+        "trie-softmax-dense-residual",
     ],
 )
 def setup(request):
@@ -59,6 +61,10 @@ def setup(request):
     with torch.no_grad():
         model.model.codes.weight.normal_(0, 1.0)
     tasks = TaskBuilder(model, dataset, identifiers)
+    if model.model.residual is not None:  # a row per item (the trie sized it), spread too
+        assert model.model.residual.shape[0] == identifiers.n_items
+        with torch.no_grad():
+            model.model.residual.normal_(0, 1.0)
     samples = dataset.valid_samples()
     prompt, _ = tasks.seqrec(samples.histories[:9])
     return model, identifiers, tasks, prompt, dataset
@@ -89,13 +95,16 @@ def test_exact_scores_are_the_per_item_log_probs(setup):
 
 def _dense_one_at_a_time(model, hidden, identifiers):
     """The dense head's log-probs (B, n_items) from each item's input vector built on its
-    own (its codes' embeddings and its text); zeros without a dense head."""
+    own (its codes' embeddings and its text) plus its dense residual row if any; zeros
+    without a dense head."""
     if not model.model.dense_head:
         return torch.zeros(len(hidden), identifiers.n_items, dtype=hidden.dtype)
     codes = model.code_tokens(identifiers.codes)
+    residual = model.model.residual
     vectors = torch.stack(
         [
             model.model.embed_items(torch.as_tensor(np.append(codes[item], item)))
+            + (0 if residual is None else residual[item])
             for item in range(identifiers.n_items)
         ]
     )
@@ -690,12 +699,53 @@ def test_a_trie_softmax_run_refines_serves_and_grows(tmp_path, caplog):
     assert grown.model.item_log_probs(prompt, grown.tables).shape[1] == len(grown.item_ids)
 
 
-def test_a_dense_head_run_refines_serves_and_grows(tmp_path):
-    """A dense head trains through a refinement round to unique identifiers; evaluation
-    repeats the run's test figures; served by beam search, the beams' items are ranked by
-    their code and dense log-probs together, as exact scoring ranks them; new items join
-    its catalogue."""
-    settings = {**ITEM_RUN, "rounds": 1, "network.options": {"dense_head": True}}
+def test_the_dense_residual_needs_the_dense_head_and_grows_with_the_catalogue(tmp_path):
+    """A residual row per item, sized by the trie in use: a grown catalogue adds zero rows
+    (new items start from their identifier-built vectors) and keeps the trained ones, a
+    saved model loads with its rows and grows again with the catalogue."""
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    with pytest.raises(ValueError, match="dense_residual needs dense_head"):
+        build_model(
+            "item-tiny", identifiers.codebook_sizes, identifiers.prefixes, dense_residual=True
+        )
+    model = build_model(
+        "item-tiny",
+        identifiers.codebook_sizes,
+        identifiers.prefixes,
+        dense_head=True,
+        dense_residual=True,
+    )
+    model.use_trie(TrieTables.of(identifiers))
+    trained = torch.randn(identifiers.n_items, model.model.residual.shape[1])
+    with torch.no_grad():
+        model.model.residual.copy_(trained)
+    model.save(tmp_path)
+    loaded = load_model(tmp_path)
+    torch.testing.assert_close(loaded.model.residual.detach(), trained)
+    free = np.setdiff1d(np.arange(216), identifiers.codes @ [36, 6, 1])[:2]
+    grown = siit.Identifiers(
+        np.concatenate([identifiers.codes, np.stack([free // 36, free // 6 % 6, free % 6], 1)]),
+        identifiers.codebook_sizes,
+        [*identifiers.item_ids, "new-1", "new-2"],
+        identifiers.prefixes,
+    )
+    loaded.use_trie(TrieTables.of(grown))
+    rows = loaded.model.residual.detach()
+    assert rows.shape[0] == identifiers.n_items + 2
+    torch.testing.assert_close(rows[: identifiers.n_items], trained)
+    assert (rows[identifiers.n_items :] == 0).all()
+    assert loaded.model.residual.requires_grad
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["dense-head", "dense-residual"])
+def test_a_dense_head_run_refines_serves_and_grows(tmp_path, residual):
+    """A dense head (with or without its residual) trains through a refinement round to
+    unique identifiers; evaluation repeats the run's test figures; served by beam search,
+    the beams' items are ranked by their code and dense log-probs together, as exact
+    scoring ranks them; new items join its catalogue."""
+    options = {"dense_head": True, "dense_residual": residual}
+    settings = {**ITEM_RUN, "rounds": 1, "network.options": options}
     result = siit.train(output_dir=tmp_path, **settings)
     assert result.identifiers.is_unique()
     assert siit.evaluate(tmp_path)["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-9)
@@ -717,3 +767,6 @@ def test_a_dense_head_run_refines_serves_and_grows(tmp_path):
     grown = siit.load(tmp_path)
     prompt, _ = grown._tasks.seqrec(np.array([[0, 1, 2]]))
     assert grown.model.item_log_probs(prompt, grown.tables).shape[1] == len(grown.item_ids)
+    if residual:  # trained rows for the run's items, a zero one for the new item
+        rows = grown.model.model.residual.detach()
+        assert len(rows) == len(grown.item_ids) and (rows[-1] == 0).all() and rows.any()

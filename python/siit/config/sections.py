@@ -97,8 +97,8 @@ class NetworkSettings:
     options: dict[str, Any] = _setting(
         dict,
         "fields of the model preset (item-level: hidden, layers, dropout, conditional, "
-        "trie_softmax, dense_head (item-mini: on), text_input: true, false or 'auto', the "
-        "item-mini default, ...)",
+        "trie_softmax, dense_head (item-mini: on), dense_residual, text_input: true, false or "
+        "'auto', the item-mini default, ...)",
     )
     gguf_file: str | None = _setting(None, "the GGUF file inside a GGUF model repository")
     dtype: str = _setting("float32", 'weights: "float32", "float64" or "bfloat16"')

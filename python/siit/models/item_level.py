@@ -83,8 +83,9 @@ class ItemRecModel(ModelBase):
     def use_trie(self, tables: TrieTables) -> None:
         """The identifiers in use, as trie tables: a model with `trie_softmax` normalizes
         each level over the codes that continue them, one with `dense_head` scores their
-        items in training (others never read them)."""
+        items in training (others never read them), with a dense residual row for each."""
         self.model.trie = tables
+        self.model.fit_catalogue(len(tables.leaf_items))
 
     def token_losses(self, net: Any, prompt: np.ndarray, target: np.ndarray) -> torch.Tensor:
         """Cross-entropy (B, T, L) of every code of every target item; 0 at padding. `net`
@@ -318,10 +319,14 @@ class ItemRecModel(ModelBase):
 
         directory = Path(directory)
         meta = json.loads((directory / META).read_text())
-        options = {"trie_softmax": False, "dense_head": False, **meta["options"]}
+        options = {"trie_softmax": False, "dense_head": False, "dense_residual": False}
+        options.update(meta["options"])
         rec = build_item_model(meta["codebook_sizes"], meta["prefixes"], **options)
         rec.model.to(getattr(torch, meta.get("dtype", "float32")))
-        rec.model.load_state_dict(load_file(str(directory / WEIGHTS)))
+        weights = load_file(str(directory / WEIGHTS))
+        if "residual" in weights:  # as many rows as the catalogue it was saved with
+            rec.model.fit_catalogue(len(weights["residual"]))
+        rec.model.load_state_dict(weights)
         rec.model.to(device)
         if rec.text_dim:
             rec.set_item_text(load_file(str(directory / TEXT))["item_text"].numpy())
@@ -352,5 +357,6 @@ def build_item_model(
             **options,
             "trie_softmax": params["trie_softmax"],
             "dense_head": params["dense_head"],
+            "dense_residual": params["dense_residual"],
         },
     )

@@ -107,6 +107,7 @@ class ItemLM(nn.Module):
         prior_dim: int,
         trie_softmax: bool,
         dense_head: bool = False,
+        dense_residual: bool = False,
     ) -> None:
         super().__init__()
         self.sizes = tuple(int(s) for s in codebook_sizes)
@@ -140,6 +141,13 @@ class ItemLM(nn.Module):
         # (codes summed, text added), so still built from the identifiers; an item's
         # log-prob is the code-by-code one plus this one, in the loss and the ranking
         self.dense_head = dense_head
+        # dense residual: a free vector per item added to its output vector in the dense
+        # head only, zero at first, so that an item seen often can fit what its shared codes
+        # cannot (office's gap to SASRec lies on such items) while its input and the level
+        # heads stay identifier-built; one row per catalogue item (`fit_catalogue`)
+        if dense_residual and not dense_head:
+            raise ValueError("dense_residual needs dense_head=True")
+        self.residual = nn.Parameter(torch.zeros(0, hidden)) if dense_residual else None
 
     @property
     def needs_trie(self) -> bool:
@@ -161,8 +169,20 @@ class ItemLM(nn.Module):
             for t, node in enumerate(trie.item_nodes)
         ]
         rows.append(torch.arange(len(rows[0]), device=rows[0].device))
-        logits = hidden @ self.embed_items(torch.stack(rows, 1)).T
+        vectors = self.embed_items(torch.stack(rows, 1))
+        if self.residual is not None:
+            vectors = vectors + self.residual[: len(vectors)]
+        logits = hidden @ vectors.T
         return logits.float() if logits.dtype == torch.bfloat16 else logits
+
+    def fit_catalogue(self, n_items: int) -> None:
+        """Give the dense residual a row per item of a catalogue of `n_items`: new items
+        start at zero (their identifier-built vector alone); rows are never dropped."""
+        if self.residual is None or n_items <= len(self.residual):
+            return
+        grown = torch.zeros(n_items, self.residual.shape[1]).to(self.residual)
+        grown[: len(self.residual)] = self.residual.detach()
+        self.residual = nn.Parameter(grown)
 
     def dense_target_log_probs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The dense head's log-prob (...,) of target identifiers (..., L) of global ids

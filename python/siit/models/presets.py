@@ -120,6 +120,7 @@ ITEM_DEFAULTS: dict[str, Any] = dict(
     prior_dim=0,
     trie_softmax=False,
     dense_head=False,
+    dense_residual=False,
 )
 
 
