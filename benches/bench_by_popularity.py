@@ -6,6 +6,8 @@ occurrences (cold-start: at most `siit.diagnostics.COLD_OCCURRENCES`; then 6-20;
     python benches/bench_by_popularity.py --dataset ../shared/data/office \\
         --runs benches/runs/office-item-mini+text+trie+dense-rqvae-s{0,1,2} --seeds 0 1 2
 
+`--sasrec-from benches/results/by_popularity-office.json` reuses SASRec's recorded figures.
+
 Writes benches/results/by_popularity-<dataset>.{json,md}: per model and split, each bucket's
 share of targets and its metrics (mean ± spread over runs or seeds).
 """
@@ -13,6 +15,7 @@ share of targets and its metrics (mean ± spread over runs or seeds).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +85,12 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="the runs' dataset (a path or name)")
     parser.add_argument("--runs", nargs="+", type=Path, required=True, help="siit run folders")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="SASRec seeds")
+    parser.add_argument(
+        "--sasrec-from",
+        type=Path,
+        help="take SASRec's per-seed figures from this file's earlier run (its json) instead "
+        "of training SASRec again (the split is the same, so are its figures)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import siit
@@ -101,7 +110,13 @@ def main() -> None:
         name = f"siit: {run.name.rsplit('-s', 1)[0]}"
         models.setdefault(name, []).append(scored(siit_ranks(run, args.dataset)))
         print(f"{run.name}: test NDCG@10 {models[name][-1]['test']['all']['ndcg@10']:.4f}")
-    for seed in args.seeds:
+    if args.sasrec_from:
+        recorded = json.loads(args.sasrec_from.read_text())
+        if Path(recorded["dataset"]).name.lower() != Path(args.dataset).name.lower():
+            raise SystemExit(f"{args.sasrec_from} is about {recorded['dataset']}")
+        models["SASRec"] = recorded["models"]["SASRec"]
+        print(f"SASRec: {len(models['SASRec'])} seeds from {args.sasrec_from}")
+    for seed in [] if args.sasrec_from else args.seeds:
         models.setdefault("SASRec", []).append(scored(sasrec_ranks(data, seed)))
         test = models["SASRec"][-1]["test"]["all"]["ndcg@10"]
         print(f"SASRec seed {seed}: test NDCG@10 {test:.4f}")
@@ -113,6 +128,9 @@ def main() -> None:
         f"mean ± spread over runs / seeds; {machine_line(info)}.",
         "",
     ]
+    if args.sasrec_from:
+        when = recorded["provenance"]["date"]
+        lines[-1:-1] = [f"SASRec's rows: its seeds as run for {args.sasrec_from.name} ({when})."]
     for split in splits:
         first = next(iter(models.values()))[0][split]
         shares = ", ".join(
