@@ -240,16 +240,17 @@ class ItemLM(nn.Module):
             # nodes); a query shared by rows, as without conditioning, runs once. Training
             # keeps every row: there the copies cost what the skipped rows save (office)
             shape = query.shape[:-1]
-            if torch.broadcast_shapes(shape, allowed.shape[:-1]) == shape:
-                mask = allowed.expand(*shape, allowed.shape[-1])
-                several = mask.sum(-1) > 1
-                if 2 * int(several.sum()) < several.numel():  # else the copies cost more
-                    dtype = torch.float32 if query.dtype == torch.bfloat16 else query.dtype
-                    out = torch.zeros(mask.shape, dtype=dtype, device=query.device)
-                    out = out.masked_fill(~mask, float("-inf"))
-                    rows = self._masked_log_softmax(query[several], level, mask[several])
-                    out[several] = rows.to(dtype)
-                    return out
+            # counted on the mask as given: broadcasting repeats its rows evenly
+            several = allowed.sum(-1) > 1
+            full = torch.broadcast_shapes(shape, allowed.shape[:-1]) == shape
+            if full and 2 * int(several.sum()) < several.numel():  # else copies cost more
+                mask, several = allowed.expand(*shape, allowed.shape[-1]), several.expand(shape)
+                dtype = torch.float32 if query.dtype == torch.bfloat16 else query.dtype
+                out = torch.zeros(mask.shape, dtype=dtype, device=query.device)
+                out = out.masked_fill(~mask, float("-inf"))
+                rows = self._masked_log_softmax(query[several], level, mask[several])
+                out[several] = rows.to(dtype)
+                return out
         return self._masked_log_softmax(query, level, allowed)
 
     def _masked_log_softmax(
