@@ -20,6 +20,7 @@ from siit.evidence import (
     with_text,
 )
 from siit.models import ItemRecModel, build_model, load_model
+from siit.models.item_network import ACTIVATIONS, LEGACY_ACTIVATIONS, Dropout
 from siit.refine import assign, free_only, gate_by_margin, refine_step
 from siit.tasks import TaskBuilder
 from siit.training import Trainer
@@ -164,7 +165,7 @@ def test_all_position_loss_equals_prefix_losses_one_at_a_time(setup):
                 one = -model.model.target_log_probs(hidden, tgt)[0].numpy()
                 dense = _dense_one_at_a_time(model, hidden, identifiers)
                 one[-1] -= float(dense[0, window[end]])  # the item's, on its last code
-                np.testing.assert_allclose(losses[row, end - 1], one, atol=1e-5)
+                np.testing.assert_allclose(losses[row, end - 1], one, rtol=1e-6, atol=1e-5)
             assert (losses[row, length - 1 :] == 0).all()  # padding
 
 
@@ -178,6 +179,40 @@ def test_save_and_load_round_trip(setup, tmp_path):
     torch.testing.assert_close(
         again.item_log_probs(prompt, tables), model.item_log_probs(prompt, tables)
     )
+
+
+def test_a_model_saved_before_the_activation_option_loads_with_the_tanh_gelu(setup, tmp_path):
+    model, identifiers, _, prompt, _ = setup
+    arch = model.model.backbone.config.model_type
+    assert model.options["activation"] == ACTIVATIONS[arch]  # recorded, resolved
+    model.save(tmp_path / "m")
+    meta_file = tmp_path / "m" / "siit_model.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["options"]["activation"]
+    meta_file.write_text(json.dumps(meta))
+    old = load_model(tmp_path / "m")
+    assert old.options["activation"] == LEGACY_ACTIVATIONS[arch]
+    config = old.model.backbone.config
+    act = config.activation_function if arch == "gpt2" else config.hidden_act
+    assert act == LEGACY_ACTIVATIONS[arch]
+    tables = TrieTables.of(identifiers)
+    same = torch.equal(old.item_log_probs(prompt, tables), model.item_log_probs(prompt, tables))
+    assert same == (LEGACY_ACTIVATIONS[arch] == ACTIVATIONS[arch])  # GPT-2's tanh GELU differs
+
+
+def test_cpu_dropout_drops_at_its_rate_keeps_the_mean_and_masks_the_gradient():
+    drop = Dropout(0.3)
+    x = torch.ones(400, 500, requires_grad=True)
+    torch.manual_seed(0)
+    y = drop(x)
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the seed decides the mask
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.005
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient of x * mask is the mask
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
 
 
 def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):

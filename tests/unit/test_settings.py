@@ -12,8 +12,10 @@ import pytest
 from siit.cli import main
 from siit.config import (
     BASELINE_EPOCHS,
+    EVAL_BATCH,
     ITEM_BASELINE_CYCLES,
     ITEM_BASELINE_EPOCHS,
+    ITEM_EVAL_BATCH,
     REFINE_PRESETS,
     RENAMED,
     SECTIONS,
@@ -63,6 +65,14 @@ def test_a_baseline_trains_seqrec_alone_to_the_baseline_cap(model, cap, cycles):
     assert config.schedule.max_epochs_first_round is None
     assert config.schedule.cycles == cycles
     assert TrainConfig(model=model, schedule={"cycles": 3}).check().schedule.cycles == 3
+
+
+def test_evaluation_batches_follow_the_model_family_unless_told():
+    assert TrainConfig().check().eval.batch_size == ITEM_EVAL_BATCH  # exact scoring
+    assert TrainConfig(model="gpt-mini").check().eval.batch_size == EVAL_BATCH  # beam search
+    assert TrainConfig(eval={"batch_size": 32}).check().eval.batch_size == 32
+    with pytest.raises(ValueError, match="eval.batch_size must be None or an integer >= 1"):
+        TrainConfig(eval={"batch_size": 0}).check()
 
 
 def test_refinement_rounds_train_one_cycle_each_unless_told():

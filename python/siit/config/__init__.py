@@ -5,8 +5,10 @@ TOML, YAML or JSON files (as data: no code is evaluated)."""
 from .names import RENAMED, parse_override
 from .sections import (
     BASELINE_EPOCHS,
+    EVAL_BATCH,
     ITEM_BASELINE_CYCLES,
     ITEM_BASELINE_EPOCHS,
+    ITEM_EVAL_BATCH,
     SECTIONS,
     TASKS,
     DataSettings,
@@ -30,8 +32,10 @@ from .train_config import (
 __all__ = [
     "BASELINE_EPOCHS",
     "DEFAULT_CODEBOOK_SIZES",
+    "EVAL_BATCH",
     "ITEM_BASELINE_CYCLES",
     "ITEM_BASELINE_EPOCHS",
+    "ITEM_EVAL_BATCH",
     "ITEM_LEVEL",
     "OBJECT",
     "REFINE_PRESETS",

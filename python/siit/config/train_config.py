@@ -21,8 +21,10 @@ from ..files import read_text
 from .names import _FRESH, _nest
 from .sections import (
     BASELINE_EPOCHS,
+    EVAL_BATCH,
     ITEM_BASELINE_CYCLES,
     ITEM_BASELINE_EPOCHS,
+    ITEM_EVAL_BATCH,
     SECTIONS,
     DataSettings,
     EvalSettings,
@@ -268,6 +270,8 @@ class TrainConfig:
             sched.max_epochs_first_round = preset["schedule.max_epochs_first_round"]
         elif sched.max_epochs_per_round is None:
             sched.max_epochs_per_round = preset["schedule.max_epochs_per_round"]
+        if self.eval.batch_size is None:
+            self.eval.batch_size = ITEM_EVAL_BATCH if self.item_level else EVAL_BATCH
         if sched.cycles is None:  # rounds restart anyway: one cycle each
             sched.cycles = ITEM_BASELINE_CYCLES if self.item_level and self.rounds == 0 else 1
         if self.item_level:  # seqrec (and the text prior's item2id), and seqrec evidence

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .item_network import ItemLM
+from .item_network import ACTIVATIONS, LEGACY_ACTIVATIONS, ItemLM
 from .presets import item_params
 from .token_level import ModelBase
 
@@ -321,6 +321,11 @@ class ItemRecModel(ModelBase):
         meta = json.loads((directory / META).read_text())
         options = {"trie_softmax": False, "dense_head": False, "dense_residual": False}
         options.update(meta["options"])
+        if "activation" not in options:  # saved before the option: the tanh GELU then
+            arch = (
+                options.get("arch") or item_params(options.get("preset", "item-mini"), {})["arch"]
+            )
+            options["activation"] = LEGACY_ACTIVATIONS[arch]
         rec = build_item_model(meta["codebook_sizes"], meta["prefixes"], **options)
         rec.model.to(getattr(torch, meta.get("dtype", "float32")))
         weights = load_file(str(directory / WEIGHTS))
@@ -338,8 +343,8 @@ def build_item_model(
 ) -> ItemRecModel:
     """An item-level model from an `ITEM_PRESETS` entry (`preset=`) with `options` changing
     its fields (hidden, layers, heads, inner, head_inner, dropout, arch, conditional,
-    max_items, attn_dropout, text_dim: the size of item text vectors added to the input,
-    prior_dim: the size of those read by the text prior; 0 for none)."""
+    max_items, attn_dropout, activation, text_dim: the size of item text vectors added to
+    the input, prior_dim: the size of those read by the text prior; 0 for none)."""
     options = dict(options)
     preset = options.pop("preset", "item-mini")
     params = item_params(preset, options)
@@ -358,5 +363,6 @@ def build_item_model(
             "trie_softmax": params["trie_softmax"],
             "dense_head": params["dense_head"],
             "dense_residual": params["dense_residual"],
+            "activation": params["activation"] or ACTIVATIONS[params["arch"]],
         },
     )

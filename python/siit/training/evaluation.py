@@ -41,6 +41,7 @@ def rank_samples(
     exact = use_exact(config.eval.mode, rec, identifiers.n_items)
     tables = TrieTables.of(identifiers, rec.device)
     bs = config.eval.batch_size
+    assert bs is not None, "TrainConfig.check resolves eval.batch_size"
     ranks, invalid, repeated = [], 0.0, 0.0
     for lo in progress_bar(
         range(0, len(rows), bs), desc=desc, enabled=config.progress and procs.main
