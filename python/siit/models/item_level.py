@@ -33,6 +33,10 @@ from .token_level import ModelBase
 if TYPE_CHECKING:
     from ..decoding import TrieTables
 
+# Per level, the summed code embeddings above each trie node, and (dense head) the item
+# vectors: what scoring reads of a catalogue (`ItemRecModel._catalogue`).
+Catalogue = tuple[list[torch.Tensor], torch.Tensor | None]
+
 WEIGHTS = "item_model.safetensors"
 TEXT = "item_text.safetensors"  # the item text vectors of a model with text input
 META = "siit_model.json"
@@ -106,45 +110,56 @@ class ItemRecModel(ModelBase):
         is scored once per depth-l trie node (each distinct prefix) and gathered per item;
         users are chunked so that no level's (users, nodes, codes) tensor exceeds
         `max_elements`."""
-        net = self.model
         with self.evaluating():
             hidden = self.last_hidden(prompt)
-            nodes, codes, queries = tables.item_nodes, tables.codes, self._node_queries(tables)
-            dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
-            total = torch.zeros(len(hidden), len(nodes[0]), device=hidden.device, dtype=dtype)
-            for level in range(self.n_levels):
-                cond = queries[level]  # (N_l, d): codes above each depth-l node
-                size = self.codebook_sizes[level]
-                allowed = tables.allowed[level] if net.trie_softmax else None
-                per_node = level > 0 and (net.conditional or allowed is not None)
-                above = nodes[level - 1] if per_node else None
-                code = codes[level][nodes[level]]  # each item's code at this level
-                scored = None  # the items whose node above is scored (None: every item)
-                if above is not None and allowed is not None:
-                    # under a node with one child an item's log-prob here is 0: score the
-                    # nodes with several only (most deep ones have one)
-                    several = torch.nonzero(allowed.sum(-1) > 1).view(-1)
-                    row = torch.full((len(cond),), -1, dtype=torch.long, device=cond.device)
-                    row[several] = torch.arange(len(several), device=cond.device)
-                    cond, allowed, above = cond[several], allowed[several], row[above]
-                    scored = torch.nonzero(above >= 0).view(-1)
-                    above, code = above[scored], code[scored]
-                    if not len(scored):
-                        continue
-                n_nodes = 1 if above is None else len(cond)
-                step = max(1, max_elements // (n_nodes * size))
-                for lo in range(0, len(hidden), step):
-                    h = hidden[lo : lo + step, None, :]
-                    query = h + cond if net.conditional and above is not None else h
-                    logp = net.level_log_probs(query, level, allowed)
-                    flat = logp.reshape(len(h), -1)
-                    idx = code if above is None else above * size + code
-                    if scored is None:
-                        total[lo : lo + step] += flat[:, idx]
-                    else:
-                        total[lo : lo + step, scored] += flat[:, idx]
-            if net.dense_head:
-                total += net.dense_log_probs(hidden, tables).to(total.dtype)
+            return self._scores(hidden, tables, self._catalogue(tables), max_elements)
+
+    def _scores(
+        self,
+        hidden: torch.Tensor,
+        tables: TrieTables,
+        catalogue: Catalogue,
+        max_elements: int,
+    ) -> torch.Tensor:
+        """`item_log_probs` after hidden states (B, d)."""
+        net = self.model
+        queries, vectors = catalogue
+        nodes, codes = tables.item_nodes, tables.codes
+        dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+        total = torch.zeros(len(hidden), len(nodes[0]), device=hidden.device, dtype=dtype)
+        for level in range(self.n_levels):
+            cond = queries[level]  # (N_l, d): codes above each depth-l node
+            size = self.codebook_sizes[level]
+            allowed = tables.allowed[level] if net.trie_softmax else None
+            per_node = level > 0 and (net.conditional or allowed is not None)
+            above = nodes[level - 1] if per_node else None
+            code = codes[level][nodes[level]]  # each item's code at this level
+            scored = None  # the items whose node above is scored (None: every item)
+            if above is not None and allowed is not None:
+                # under a node with one child an item's log-prob here is 0: score the
+                # nodes with several only (most deep ones have one)
+                several = torch.nonzero(allowed.sum(-1) > 1).view(-1)
+                row = torch.full((len(cond),), -1, dtype=torch.long, device=cond.device)
+                row[several] = torch.arange(len(several), device=cond.device)
+                cond, allowed, above = cond[several], allowed[several], row[above]
+                scored = torch.nonzero(above >= 0).view(-1)
+                above, code = above[scored], code[scored]
+                if not len(scored):
+                    continue
+            n_nodes = 1 if above is None else len(cond)
+            step = max(1, max_elements // (n_nodes * size))
+            for lo in range(0, len(hidden), step):
+                h = hidden[lo : lo + step, None, :]
+                query = h + cond if net.conditional and above is not None else h
+                logp = net.level_log_probs(query, level, allowed)
+                flat = logp.reshape(len(h), -1)
+                idx = code if above is None else above * size + code
+                if scored is None:
+                    total[lo : lo + step] += flat[:, idx]
+                else:
+                    total[lo : lo + step, scored] += flat[:, idx]
+        if net.dense_head:
+            total += net.dense_log_probs(hidden, tables, vectors).to(total.dtype)
         return total
 
     @torch.no_grad()
@@ -170,6 +185,7 @@ class ItemRecModel(ModelBase):
             + [candidates * self.codebook_sizes[-1], 1]
         )
         step = max(1, max_elements // widest)
+        catalogue = self._catalogue(tables)
         parts = [
             self._top_k(
                 prompt[lo : lo + step],
@@ -178,6 +194,7 @@ class ItemRecModel(ModelBase):
                 None if exclude is None else exclude[lo : lo + step],
                 candidates,
                 max_elements,
+                catalogue,
             )
             for lo in range(0, len(prompt), step)
         ]
@@ -191,12 +208,13 @@ class ItemRecModel(ModelBase):
         exclude: np.ndarray | None,
         candidates: int,
         max_elements: int,
+        catalogue: Catalogue,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         net, last, neg = self.model, self.n_levels - 1, float("-inf")
         with self.evaluating():
             hidden = self.last_hidden(prompt)
             b, device = len(hidden), hidden.device
-            queries = self._node_queries(tables)
+            queries, vectors = catalogue
             prefix = torch.zeros(b, 1, dtype=hidden.dtype, device=device)
             for level in range(last):  # log-prob of every node's prefix, level by level
                 parent = tables.parents[level]
@@ -209,7 +227,7 @@ class ItemRecModel(ModelBase):
             # bound is then its prefix plus the best dense log-prob of the items below it
             upper, dense = prefix, None
             if net.dense_head:
-                dense = net.dense_log_probs(hidden, tables).to(prefix.dtype)
+                dense = net.dense_log_probs(hidden, tables, vectors).to(prefix.dtype)
                 above = tables.item_nodes[last - 1] if last else torch.zeros_like(tables.leaf_items)
                 best = torch.full_like(prefix, neg).scatter_reduce(
                     1, above.clamp(min=0).expand(b, -1), dense, "amax"
@@ -263,7 +281,7 @@ class ItemRecModel(ModelBase):
                 target = torch.minimum(need, 8 * width)
                 full = torch.nonzero(again & (8 * target > n)).view(-1)
                 if len(full):
-                    every = self.item_log_probs(prompt[full.cpu().numpy()], tables, max_elements)
+                    every = self._scores(hidden[full], tables, catalogue, max_elements)
                     if banned is not None:
                         every = every.masked_fill(banned[full], neg)
                     idx, top = top_padded(every)
@@ -281,6 +299,14 @@ class ItemRecModel(ModelBase):
                         out_items[rows], out_scores[rows] = best_under(rows, wide)
                     width[users] = wide
         return out_items.masked_fill(~torch.isfinite(out_scores), -1), out_scores
+
+    def _catalogue(self, tables: TrieTables) -> Catalogue:
+        """What scoring reads of a catalogue whoever the users are, computed once per call
+        rather than per chunk of users (office's chunks are 16 users): each level's node
+        queries and, with a dense head, the item vectors."""
+        with self.evaluating():
+            vectors = self.model.item_vectors(tables) if self.model.dense_head else None
+            return self._node_queries(tables), vectors
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
         """Per level l, the summed embeddings of the codes above each depth-l trie node

@@ -193,13 +193,19 @@ class ItemLM(nn.Module):
         return self.trie_softmax or self.dense_head
 
     def dense_log_probs(
-        self, hidden: torch.Tensor, tables: TrieTables | None = None
+        self,
+        hidden: torch.Tensor,
+        tables: TrieTables | None = None,
+        vectors: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The dense head's log-probabilities (..., n_items) of every item of a catalogue
-        (`tables`; default the trie in use) after hidden states (..., d)."""
-        return torch.log_softmax(self._dense_logits(hidden, tables), -1)
+        (`tables`; default the trie in use) after hidden states (..., d); `vectors`: its
+        `item_vectors`, where a caller scores many batches."""
+        return torch.log_softmax(self._dense_logits(hidden, tables, vectors), -1)
 
-    def _dense_logits(self, hidden: torch.Tensor, tables: TrieTables | None) -> torch.Tensor:
+    def item_vectors(self, tables: TrieTables | None = None) -> torch.Tensor:
+        """The dense head's output vector (n_items, d) of every item of a catalogue
+        (`tables`; default the trie in use): codes summed, text added, its residual."""
         trie = tables or self.require_trie()
         rows = [  # each item's row: its global code ids, then its index
             torch.where(node >= 0, trie.codes[t][node.clamp(min=0)].long() + self.offsets[t], -1)
@@ -209,7 +215,15 @@ class ItemLM(nn.Module):
         vectors = self.embed_items(torch.stack(rows, 1))
         if self.residual is not None:
             vectors = vectors + self.residual[: len(vectors)]
-        logits = hidden @ vectors.T
+        return vectors
+
+    def _dense_logits(
+        self,
+        hidden: torch.Tensor,
+        tables: TrieTables | None,
+        vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        logits = hidden @ (self.item_vectors(tables) if vectors is None else vectors).T
         return logits.float() if logits.dtype == torch.bfloat16 else logits
 
     def fit_catalogue(self, n_items: int) -> None:
