@@ -213,6 +213,12 @@ def test_cpu_dropout_drops_at_its_rate_keeps_the_mean_and_masks_the_gradient():
     assert torch.equal(x.grad, y.detach())  # the gradient of x * mask is the mask
     assert torch.equal(drop.eval()(x), x)
     assert torch.equal(Dropout(0.0).train()(x), x)
+    assert not Dropout(1.0).train()(x).any()  # torch's kernel at the edges
+
+
+def test_an_unknown_activation_is_refused_by_name():
+    with pytest.raises(ValueError, match="activation 'gelu_fast_typo' is not a Hugging Face"):
+        build_model("item-tiny", (4, 4), ("a", "b"), activation="gelu_fast_typo")
 
 
 def test_occurrence_evidence_is_the_sum_of_per_occurrence_log_probs(setup):

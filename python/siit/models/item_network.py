@@ -23,7 +23,7 @@ class Dropout(nn.Dropout):
     step went to it). Elsewhere torch's fused kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
             return super().forward(x)
         n = x.numel()
         # int64 draws have a zero sign bit: each of their four int16s keeps 15 random bits

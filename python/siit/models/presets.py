@@ -145,4 +145,12 @@ def item_params(preset: str, options: dict[str, Any]) -> dict[str, Any]:
             ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
         if not ok:
             raise ValueError(f"item-level option {name} must be {expected.__name__}, got {value!r}")
+    if options.get("activation"):
+        from transformers.activations import ACT2FN  # torch: only when one is named
+
+        if options["activation"] not in ACT2FN:
+            raise ValueError(
+                f"item-level option activation {options['activation']!r} is not a Hugging Face "
+                f"activation; known: {sorted(ACT2FN)}"
+            )
     return {**params, **options}
