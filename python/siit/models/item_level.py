@@ -303,10 +303,9 @@ class ItemRecModel(ModelBase):
     def _catalogue(self, tables: TrieTables) -> Catalogue:
         """What scoring reads of a catalogue whoever the users are, computed once per call
         rather than per chunk of users (office's chunks are 16 users): each level's node
-        queries and, with a dense head, the item vectors."""
-        with self.evaluating():
-            vectors = self.model.item_vectors(tables) if self.model.dense_head else None
-            return self._node_queries(tables), vectors
+        queries and, with a dense head, the item vectors (neither depends on dropout)."""
+        vectors = self.model.item_vectors(tables) if self.model.dense_head else None
+        return self._node_queries(tables), vectors
 
     def _node_queries(self, tables: TrieTables) -> list[torch.Tensor]:
         """Per level l, the summed embeddings of the codes above each depth-l trie node
