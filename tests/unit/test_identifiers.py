@@ -71,6 +71,9 @@ def test_make_unique_takes_ranked_candidates():
         ('{"0": ["<a_1>", "<b_2>"', "malformed JSON at line 1"),
         ('{"0": ["<a_1>", "<b_2>"], "1": ["<a_1>", "<c_2>"]}', "item '1' spells levels"),
         ('{"0": ["a1", "b2"]}', "item '0' has"),
+        ('{"0": ["<a_1>", "<b_2>"], "1": ["<a_1>", 2]}', "item '1' has"),
+        ('{"0": ["<a_1>", "<b_2>"], "1": ["<a_1>"]}', "item '1' spells levels"),
+        ('{"0": ["<a_1>", "<b_2>"], "1": "<a_1><b_2>"}', "item '1' has"),
         ("[]", "expected a non-empty object"),
     ],
 )
@@ -80,6 +83,20 @@ def test_bad_index_files_name_file_and_item(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as info:
         Identifiers.load(path)
     assert "bad.index.json" in str(info.value)
+
+
+def test_an_index_file_reads_the_same_by_whole_file_and_token_by_token(tmp_path):
+    """The whole-file parse of a well-formed index equals the per-token one it stands in for."""
+    rng = np.random.default_rng(0)
+    ids = Identifiers(rng.integers(0, 300, (500, 3)), [300] * 3, [f"i{i}" for i in range(500)])
+    path = ids.save(tmp_path / "x.index.json")
+    raw = json.loads(path.read_text())
+    fast = Identifiers._parse_well_formed(raw, None)
+    assert fast is not None
+    assert Identifiers._parse_well_formed({**raw, "i0": raw["i0"][:2]}, None) is None
+    for read in (fast, Identifiers.load(path)):
+        np.testing.assert_array_equal(read.codes, ids.codes)
+        assert read.item_ids == ids.item_ids and read.prefixes == ids.prefixes
 
 
 def test_bad_codes():
