@@ -94,6 +94,36 @@ def test_exact_scores_are_the_per_item_log_probs(setup):
         assert (total < 1 + 1e-5).all()
 
 
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_last_state_is_the_full_encodings_last_position(setup, layers):
+    """Ranking's shortcut (a GPT-2 backbone's last block at the last position only, the
+    other blocks called one by one) gives the full encoding's last hidden state on
+    left-padded histories of every length; Llama and training take the full encoding."""
+    model, identifiers, _, prompt, _ = setup
+    arch = model.model.backbone.config.model_type
+    net = build_model(
+        "item-tiny",
+        identifiers.codebook_sizes,
+        identifiers.prefixes,
+        seed=5,
+        arch=arch,
+        layers=layers,
+        dropout=0.2,
+    ).model
+    tokens = torch.as_tensor(prompt)
+    assert (tokens[:, 0, 0] < 0).any() and (tokens[:, -1, 0] >= 0).all()  # left padding
+    net.eval()
+    with torch.no_grad():
+        full = net.encode(tokens)[:, -1]
+        if arch == "gpt2":  # the shortcut never runs the backbone as a whole
+            net.backbone.forward = None
+        torch.testing.assert_close(net.last_state(tokens), full, rtol=1e-5, atol=1e-5)
+        net.train()
+        if arch == "gpt2":
+            with pytest.raises(TypeError):  # training encodes in full (dropout applies)
+                net.last_state(tokens)
+
+
 def _dense_one_at_a_time(model, hidden, identifiers):
     """The dense head's log-probs (B, n_items) from each item's input vector built on its
     own (its codes' embeddings and its text) plus its dense residual row if any; zeros

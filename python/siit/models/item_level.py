@@ -99,7 +99,7 @@ class ItemRecModel(ModelBase):
 
     def last_hidden(self, prompt: np.ndarray) -> torch.Tensor:
         """The hidden state (B, d) after each left-padded history (B, H, L)."""
-        return self.model.encode(torch.as_tensor(prompt, device=self.device))[:, -1]
+        return self.model.last_state(torch.as_tensor(prompt, device=self.device))
 
     @torch.no_grad()
     def item_log_probs(
@@ -169,7 +169,7 @@ class ItemRecModel(ModelBase):
         tables: TrieTables,
         k: int,
         exclude: np.ndarray | None = None,
-        candidates: int = 64,
+        candidates: int = 32,
         max_elements: int = CHUNK_ELEMENTS,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact k best items (B, k) after each history and their log-probs, as the top

@@ -276,6 +276,47 @@ class ItemLM(nn.Module):
         )
         return out.last_hidden_state
 
+    def last_state(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The hidden state (B, d) after the last position of item sequences (B, T, L)
+        left-padded with -1: `encode(tokens)[:, -1]`. In eval mode a GPT-2 backbone runs its
+        last block at that position only (its keys and values at every position): ranking
+        reads no other, and the block's other positions were a third of validation."""
+        from transformers import GPT2Model
+
+        net = self.backbone
+        if self.training or not isinstance(net, GPT2Model) or net.config.add_cross_attention:
+            return self.encode(tokens)[:, -1]
+        real = tokens[..., 0] >= 0
+        x = self.embed_items(tokens) + net.wpe((real.long().cumsum(1) - 1).clamp(min=0))
+        n, dtype = x.shape[1], x.dtype
+        # a query sees the real keys up to itself, and itself (no row is empty: padding
+        # attending to nothing would make NaNs that the masked keys' zero weights keep)
+        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        sees = (causal & real[:, None, :]) | torch.eye(n, dtype=torch.bool, device=x.device)
+        bias = torch.zeros(sees.shape, dtype=dtype, device=x.device)
+        bias = bias.masked_fill(~sees, torch.finfo(dtype).min)[:, None]
+        *blocks, block = net.h
+        for layer in blocks:
+            out = layer(x, attention_mask=bias)
+            x = out[0] if isinstance(out, tuple) else out
+        cfg, heads = net.config, net.config.n_head
+        d = x.shape[-1]
+        scale = (d // heads) ** -0.5 if cfg.scale_attn_weights else 1.0
+        if cfg.scale_attn_by_inverse_layer_idx:
+            scale /= cfg.n_layer
+        a, w, b = block.ln_1(x), block.attn.c_attn.weight, block.attn.c_attn.bias
+        q = a[:, -1] @ w[:, :d] + b[:d]  # Conv1D weights are (in, out)
+        k, v = (a @ w[:, d:] + b[d:]).split(d, -1)
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, heads, T, d / heads)
+            return t.view(len(t), -1, heads, d // heads).transpose(1, 2)
+
+        o = nn.functional.scaled_dot_product_attention(
+            split(q[:, None]), split(k), split(v), attn_mask=real[:, None, None], scale=scale
+        )
+        h = x[:, -1] + block.attn.c_proj(o.reshape(len(x), d))
+        return net.ln_f(h + block.mlp(block.ln_2(h)))
+
     def level_log_probs(
         self, query: torch.Tensor, level: int, allowed: torch.Tensor | None = None
     ) -> torch.Tensor:
