@@ -747,6 +747,36 @@ def test_scoring_skips_the_head_on_single_child_rows_with_the_same_values():
     assert (skipped[~several].max(-1).values == 0).all()
 
 
+@pytest.mark.parametrize("conditional", [True, False])
+def test_child_log_probs_are_the_trie_softmax_at_the_children(conditional):
+    """Ranking's per-child log-softmax (siblings' logits only) gives the values of the
+    masked softmax over the whole codebook at every child of every trie node, per user."""
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = build_model(
+        "item-tiny",
+        identifiers.codebook_sizes,
+        identifiers.prefixes,
+        seed=3,
+        trie_softmax=True,
+        conditional=conditional,
+    )
+    net, tables = model.model, TrieTables.of(identifiers)
+    with torch.no_grad():
+        net.codes.weight.normal_(0, 1.0)
+        hidden = torch.randn(4, net.codes.weight.shape[1])
+        queries = model._node_queries(tables)
+        for level in range(identifiers.n_levels):
+            parent, code = tables.parents[level], tables.codes[level]
+            query = hidden[:, None] + queries[level] if conditional else hidden[:, None]
+            child = net.child_log_probs(query, level, parent, code)
+            every = net._masked_log_softmax(query, level, tables.allowed[level])
+            every = every.expand(-1, len(queries[level]), -1)[:, parent, code]
+            torch.testing.assert_close(child, every, atol=1e-6, rtol=1e-6)
+            sums = torch.zeros(4, len(queries[level])).index_add_(1, parent, child.exp())
+            torch.testing.assert_close(sums, torch.ones_like(sums))  # each node's children
+
+
 def test_a_trie_softmax_run_refines_serves_and_grows(tmp_path, caplog):
     """Through a refinement round, evaluation, loading, beam-search serving and new items,
     the model's distribution stays over the catalogue's identifiers of the moment; the run

@@ -343,6 +343,28 @@ class ItemLM(nn.Module):
                 return out
         return self._masked_log_softmax(query, level, allowed)
 
+    def child_log_probs(
+        self, query: torch.Tensor, level: int, parent: torch.Tensor, code: torch.Tensor
+    ) -> torch.Tensor:
+        """Under the trie softmax, the log-probs (B, C) of level `level`'s trie children:
+        child c is code `code[c]` under the node whose query is `query[:, parent[c]]`
+        (queries (B, N, d), or (B, 1, d) shared by every node). The values
+        `level_log_probs` gives at those places, without the logits of the codes no child
+        takes (office's second level: 1,904 children of 256 x 256 node-code pairs)."""
+        out = self.heads[level](query)
+        out = out.expand(-1, int(parent.max()) + 1, -1) if out.shape[1] == 1 else out
+        weight = self.codes.weight[self.offsets[level] + code]
+        logits = torch.einsum("bcd,cd->bc", out[:, parent], weight)
+        if logits.dtype == torch.bfloat16:
+            logits = logits.float()
+        # normalized over each child's siblings: a log-softmax per parent, by scatters
+        group = parent.expand(len(logits), -1)
+        top = torch.full(out.shape[:2], float("-inf"), dtype=logits.dtype, device=logits.device)
+        top = top.scatter_reduce(1, group, logits, "amax")
+        shifted = logits - top.gather(1, group)
+        total = torch.zeros_like(top).scatter_add_(1, group, shifted.exp())
+        return shifted - total.log().gather(1, group)
+
     def _masked_log_softmax(
         self, query: torch.Tensor, level: int, allowed: torch.Tensor | None
     ) -> torch.Tensor:
