@@ -40,6 +40,7 @@ def measure(
     import torch
     from siit.decoding import TrieTables, beam_search
     from siit.models import build_model
+    from siit.models.item_level import TOP_K_CANDIDATES
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -70,7 +71,8 @@ def measure(
             beam_search(model, part, 20, tables)
     seconds = time.perf_counter() - start
     if method == "exact top-k":  # how many users the bound sent to a second pass, in full
-        net, last, first = model.model, levels - 1, min(64, len(tables.codes[levels - 2]))
+        net, last = model.model, levels - 1
+        first = min(TOP_K_CANDIDATES, len(tables.codes[levels - 2]))
         heads, scored = net.level_log_probs, []
 
         def counting(query, level, allowed=None):  # the last level's queries (users, nodes, d)

@@ -278,9 +278,10 @@ class ItemLM(nn.Module):
 
     def last_state(self, tokens: torch.Tensor) -> torch.Tensor:
         """The hidden state (B, d) after the last position of item sequences (B, T, L)
-        left-padded with -1: `encode(tokens)[:, -1]`. In eval mode a GPT-2 backbone runs its
-        last block at that position only (its keys and values at every position): ranking
-        reads no other, and the block's other positions were a third of validation."""
+        left-padded with -1 (each ends with an item): `encode(tokens)[:, -1]`. In eval mode
+        a GPT-2 backbone runs its last block at that position only (its keys and values at
+        every position): ranking reads no other, and the block's other positions were a
+        third of validation."""
         from transformers import GPT2Model
 
         net = self.backbone
