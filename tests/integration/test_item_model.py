@@ -20,7 +20,7 @@ from siit.evidence import (
     with_text,
 )
 from siit.models import ItemRecModel, build_model, load_model
-from siit.models.item_network import ACTIVATIONS, LEGACY_ACTIVATIONS, Dropout
+from siit.models.item_backbone import ACTIVATIONS, LEGACY_ACTIVATIONS, Dropout
 from siit.refine import assign, free_only, gate_by_margin, refine_step
 from siit.tasks import TaskBuilder
 from siit.training import Trainer

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .item_network import ACTIVATIONS, LEGACY_ACTIVATIONS, ItemLM
+from .item_backbone import ACTIVATIONS, LEGACY_ACTIVATIONS
+from .item_network import ItemLM
 from .presets import item_params
 from .token_level import ModelBase
 

@@ -121,7 +121,7 @@ ITEM_DEFAULTS: dict[str, Any] = dict(
     trie_softmax=False,
     dense_head=False,
     dense_residual=False,
-    activation="",  # the architecture's (item_network.ACTIVATIONS)
+    activation="",  # the architecture's (item_backbone.ACTIVATIONS)
 )
 
 
