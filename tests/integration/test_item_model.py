@@ -95,13 +95,14 @@ def test_exact_scores_are_the_per_item_log_probs(setup):
 
 
 @pytest.mark.parametrize("layers", [1, 3])
-def test_the_last_state_is_the_full_encodings_last_position(setup, layers):
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_last_state_is_the_full_encodings_last_position(arch, layers):
     """Ranking's shortcut (a GPT-2 backbone's last block at the last position only, the
     other blocks called one by one) gives the full encoding's last hidden state on
     left-padded histories of every length; Llama and training take the full encoding."""
-    model, identifiers, _, prompt, _ = setup
-    arch = model.model.backbone.config.model_type
-    net = build_model(
+    dataset = tiny_dataset()
+    identifiers = random_identifiers(dataset, levels=3, codebook_size=6, seed=1)
+    model = build_model(
         "item-tiny",
         identifiers.codebook_sizes,
         identifiers.prefixes,
@@ -109,8 +110,10 @@ def test_the_last_state_is_the_full_encodings_last_position(setup, layers):
         arch=arch,
         layers=layers,
         dropout=0.2,
-    ).model
-    tokens = torch.as_tensor(prompt)
+    )
+    net = model.model
+    histories = dataset.valid_samples().histories[:9]
+    tokens = torch.as_tensor(TaskBuilder(model, dataset, identifiers).seqrec(histories)[0])
     assert (tokens[:, 0, 0] < 0).any() and (tokens[:, -1, 0] >= 0).all()  # left padding
     net.eval()
     with torch.no_grad():
