@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from harness import (
+    OUT,
     RUNS,
     arms_arg,
     grid_args,
@@ -56,13 +57,15 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
     controls: dict[str, dict] = {}
     for name, levers in arms_arg(args.levers).items():
         arm = {"refine": "conservative", "rounds": args.rounds, **levers}
-        first = arm.get(FIRST)
+        first, rounds = arm.get(FIRST), arm["rounds"]
         if arm.get(AFTER):
             first = args.total_epochs
+        elif PER_ROUND in arm:  # the arm's own cap (e.g. the paper's 20 epochs a round)
+            pass
         elif first is None:
-            arm[PER_ROUND] = args.total_epochs // (args.rounds + 1)
+            arm[PER_ROUND] = args.total_epochs // (rounds + 1)
         else:
-            arm[PER_ROUND] = (args.total_epochs - first) // args.rounds
+            arm[PER_ROUND] = (args.total_epochs - first) // rounds
         epochs = [first or arm[PER_ROUND]] + [arm[PER_ROUND]] * arm["rounds"]
         control = f"no-move control, {'+'.join(map(str, epochs))} epochs"
         # the arm's settings but its refinement levers, with nobody moving
@@ -197,6 +200,7 @@ def table(rows: list[dict]) -> list[str]:
         "arm",
         "seeds",
         "test NDCG@10",
+        "test Recall@10",
         "vs its control",
         "vs baseline",
         "vs the better of baseline and control (valid)",
@@ -206,6 +210,7 @@ def table(rows: list[dict]) -> list[str]:
         "moved targets: NDCG@10 before -> after (n)",
         "kept targets",
         "cold-start targets",
+        "epochs",
         "minutes",
     ]
     lines = []
@@ -219,6 +224,7 @@ def table(rows: list[dict]) -> list[str]:
                 arm,
                 len(group),
                 _mean_sd([g["test"]["ndcg@10"] for g in group]),
+                f"{np.mean([g['test']['recall@10'] for g in group]):.4f}",
                 _gain(group, control) if control else "-",
                 _gain(group, base) if arm != "baseline" else "-",
                 _gain(group, _best_reference(base, control)) if control and base else "-",
@@ -228,10 +234,31 @@ def table(rows: list[dict]) -> list[str]:
                 _paired(group, "moved"),
                 _paired(group, "kept"),
                 _paired(group, "cold"),
+                f"{np.mean([g['epochs'] for g in group]):.0f}",
                 f"{np.mean([g['minutes'] for g in group]):.1f}",
             ]
         )
-    return markdown_table(header, lines, right={3, 4, 5, 6, 7, 8, 14})
+    return markdown_table(header, lines, right={3, 4, 5, 6, 7, 8, 9, 15, 16})
+
+
+def page(payload: dict) -> list[str]:
+    """The results page of a grid's payload."""
+    return [
+        f"SIIT on {payload['model']}: each arm beside its no-move control (same rounds and "
+        "schedule, `refine.levels=0`) and the baseline (`rounds=0`), "
+        f"{payload['total_epochs']} epochs in all (an arm after the baseline extends the "
+        "baseline's finished run: its rounds come on top), test read once per run; paired "
+        "columns: the first refinement's validation targets scored by the round before and "
+        "the round after it (seed means); epochs: trained, all rounds, seed mean. Gains "
+        "compare test NDCG@10 over the seeds both runs have; 'the better of baseline and "
+        "control' is, per seed, whichever of the two validated better (the baseline with the "
+        "better of one and two cycles, chosen as a user would).",
+        "",
+        *table(payload["rows"]),
+        "",
+        f"Measured with: {machine_line(payload['provenance'])}; 1 thread per run, two or more "
+        "runs sharing the cores (minutes are upper bounds).",
+    ]
 
 
 def main() -> None:
@@ -245,41 +272,33 @@ def main() -> None:
         "--levers", default="{}", help="arms: a .toml file of one table per arm, or JSON"
     )
     parser.add_argument("--report", action="store_true", help="only summarize finished runs")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="rewrite results/NAME.md from its recorded NAME.json (runs need not exist)",
+    )
     parser.add_argument("--name", default="siit_item", help="results/NAME.{json,md}")
     args = parser.parse_args()
+    if args.render:
+        payload = json.loads((OUT / f"{args.name}.json").read_text())
+        write_results(args.name, payload, page(payload))
+        return
     arms = arms_of(args)
     # the baselines first (arms with after_baseline extend them); then every arm, finished
     # baselines read back
     run_arms([a for a in arms if a["arm"] == "baseline"], args.jobs, args.report)
     results = run_arms(arms, args.jobs, args.report)
-    rows = [row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None]
-    info = provenance()
     payload = dict(
-        provenance=info,
+        provenance=provenance(),
         threads_per_run=1,
         model=args.model,
         rounds=args.rounds,
         total_epochs=args.total_epochs,
         settings=settings_arg(args.settings),
         levers=arms_arg(args.levers),
-        rows=rows,
+        rows=[row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None],
     )
-    lines = [
-        f"SIIT on {args.model}: each arm beside its no-move control (same rounds and schedule, "
-        "`refine.levels=0`) and the baseline (`rounds=0`), "
-        f"{args.total_epochs} epochs in all (an arm after the baseline extends the baseline's "
-        "finished run: its rounds come on top), test read once per run; paired columns: the "
-        "first refinement's validation targets scored by the round before and the round "
-        "after it (seed means). Gains compare test NDCG@10 over the seeds both runs have; "
-        "'the better of baseline and control' is, per seed, whichever of the two validated "
-        "better (the baseline with the better of one and two cycles, chosen as a user would).",
-        "",
-        *table(rows),
-        "",
-        f"Measured with: {machine_line(info)}; 1 thread per run, two or more runs sharing "
-        "the cores (minutes are upper bounds).",
-    ]
-    write_results(args.name, payload, lines)
+    write_results(args.name, payload, page(payload))
 
 
 if __name__ == "__main__":
