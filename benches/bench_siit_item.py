@@ -60,13 +60,14 @@ def variants(args: argparse.Namespace) -> list[tuple[str, dict, str | None]]:
         first, rounds = arm.get(FIRST), arm["rounds"]
         if arm.get(AFTER):
             first = args.total_epochs
-        elif PER_ROUND in arm:  # the arm's own cap (e.g. the paper's 20 epochs a round)
-            pass
-        elif first is None:
-            arm[PER_ROUND] = args.total_epochs // (rounds + 1)
-        else:
-            arm[PER_ROUND] = (args.total_epochs - first) // rounds
-        epochs = [first or arm[PER_ROUND]] + [arm[PER_ROUND]] * arm["rounds"]
+        elif PER_ROUND not in arm:  # else the arm's own cap (the paper's 20 epochs a round)
+            # the rounds share the budget, after a first round that sets its own length
+            arm[PER_ROUND] = (
+                args.total_epochs // (rounds + 1)
+                if first is None
+                else (args.total_epochs - first) // rounds
+            )
+        epochs = [first or arm[PER_ROUND]] + [arm[PER_ROUND]] * rounds
         control = f"no-move control, {'+'.join(map(str, epochs))} epochs"
         # the arm's settings but its refinement levers, with nobody moving
         kept = {k: v for k, v in arm.items() if not k.startswith("refine")}
