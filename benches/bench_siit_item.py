@@ -12,7 +12,8 @@ JSON), on top of `refine="conservative"` with one refinement (`--rounds`); `--se
 apply to every run, the baseline's too, and name the runs; rounds share `--total-epochs`
 as the arm says (e.g. `schedule.max_epochs_first_round`). Runs go to benches/runs/ as
 resumable `siit train` subprocesses, `--jobs` at a time with one thread each. Writes
-benches/results/NAME.{json,md} (`--name`, default siit_item).
+benches/results/NAME.{json,md} (`--name`, default siit_item); `--merge` keeps the cells of
+NAME.json that this call does not run, so that a grid can be finished on another machine.
 """
 
 from __future__ import annotations
@@ -259,7 +260,36 @@ def page(payload: dict) -> list[str]:
         "",
         f"Measured with: {machine_line(payload['provenance'])}; 1 thread per run, two or more "
         "runs sharing the cores (minutes are upper bounds).",
+        *(
+            f"Earlier cells measured with: {machine_line(info)}."
+            for info in payload.get("earlier_provenance", [])
+        ),
     ]
+
+
+def merged(path: Path, payload: dict) -> dict:
+    """`payload` with the rows of the grid recorded at `path` whose cell (dataset,
+    identifiers) it does not hold, when both ran the same grid: the rows of a cell all come
+    from one call, so that its arms compare with its own baselines."""
+    if not path.exists():
+        return payload
+    recorded = json.loads(path.read_text())
+    for key in ("model", "rounds", "total_epochs", "settings", "levers"):
+        if recorded.get(key) != payload[key]:
+            raise SystemExit(
+                f"--merge: {path} records another grid ({key} {recorded.get(key)!r}, this "
+                f"call {payload[key]!r}); give another --name"
+            )
+    by_cell: dict[tuple, list[dict]] = {}
+    for row in recorded["rows"]:
+        by_cell.setdefault((row["dataset"], row["tokenizer"]), []).append(row)
+    fresh: dict[tuple, list[dict]] = {}
+    for row in payload["rows"]:
+        fresh.setdefault((row["dataset"], row["tokenizer"]), []).append(row)
+    by_cell.update(fresh)  # a cell run again keeps its place in the table
+    earlier = recorded.get("earlier_provenance", []) + [recorded["provenance"]]
+    rows = [row for group in by_cell.values() for row in group]
+    return {**payload, "rows": rows, "earlier_provenance": earlier}
 
 
 def main() -> None:
@@ -277,6 +307,12 @@ def main() -> None:
         "--render",
         action="store_true",
         help="rewrite results/NAME.md from its recorded NAME.json (runs need not exist)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the cells of results/NAME.json this call does not run (the runs of a grid "
+        "finished on another machine are gone; its recorded rows are not)",
     )
     parser.add_argument("--name", default="siit_item", help="results/NAME.{json,md}")
     args = parser.parse_args()
@@ -299,6 +335,8 @@ def main() -> None:
         levers=arms_arg(args.levers),
         rows=[row_of(a, m) for a, m in zip(arms, results, strict=True) if m is not None],
     )
+    if args.merge:
+        payload = merged(OUT / f"{args.name}.json", payload)
     write_results(args.name, payload, page(payload))
 
 
