@@ -261,7 +261,8 @@ def page(payload: dict) -> list[str]:
         f"Measured with: {machine_line(payload['provenance'])}; 1 thread per run, two or more "
         "runs sharing the cores (minutes are upper bounds).",
         *(
-            f"Earlier cells measured with: {machine_line(info)}."
+            f"{', '.join(' '.join(cell) for cell in info['cells'])}: measured earlier, with "
+            f"{machine_line(info)}."
             for info in payload.get("earlier_provenance", [])
         ),
     ]
@@ -287,7 +288,17 @@ def merged(path: Path, payload: dict) -> dict:
     for row in payload["rows"]:
         fresh.setdefault((row["dataset"], row["tokenizer"]), []).append(row)
     by_cell.update(fresh)  # a cell run again keeps its place in the table
-    earlier = recorded.get("earlier_provenance", []) + [recorded["provenance"]]
+    # each earlier measurement names the cells it still holds
+    earlier = [
+        {**info, "cells": [c for c in info["cells"] if tuple(c) not in fresh]}
+        for info in recorded.get("earlier_provenance", [])
+    ]
+    mine = [
+        list(c)
+        for c in by_cell
+        if c not in fresh and all(list(c) not in e["cells"] for e in earlier)
+    ]
+    earlier = [e for e in [*earlier, {**recorded["provenance"], "cells": mine}] if e["cells"]]
     rows = [row for group in by_cell.values() for row in group]
     return {**payload, "rows": rows, "earlier_provenance": earlier}
 
