@@ -64,6 +64,12 @@ class Recommender:
         n = self.identifiers.n_items
         for user, history in enumerate(histories):
             items = np.asarray(history)
+            if items.ndim != 1:  # None, a dict, a nested list: not a list of ids
+                shown = repr(history)[:80]
+                raise TypeError(
+                    f"histories[{user}] must be a list of item ids, got "
+                    f"{type(history).__name__} {shown}"
+                )
             if items.size == 0:
                 raise ValueError(f"histories[{user}] is empty")
             if indices:

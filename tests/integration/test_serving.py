@@ -61,6 +61,10 @@ def test_a_flat_list_is_refused_not_split(rec):
             rec.recommend(flat, k=3)
     with pytest.raises(TypeError, match="floats"):
         rec.recommend([[1.0, 2.0]])
+    # a history that is not a list of ids is refused by name, not read as a scalar id
+    for bad in ([None], [[first], {"a": 1}], [[[first]]]):
+        with pytest.raises(TypeError, match=r"histories\[\d\] must be a list of item ids"):
+            rec.recommend(bad, k=3)
 
 
 def test_single_history_api_matches_the_batch(rec, run):
