@@ -268,6 +268,14 @@ def page(payload: dict) -> list[str]:
     ]
 
 
+def _by_cell(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows grouped by cell (dataset, identifiers), in order of first appearance."""
+    out: dict[tuple, list[dict]] = {}
+    for row in rows:
+        out.setdefault((row["dataset"], row["tokenizer"]), []).append(row)
+    return out
+
+
 def merged(path: Path, payload: dict) -> dict:
     """`payload` with the rows of the grid recorded at `path` whose cell (dataset,
     identifiers) it does not hold, when both ran the same grid: the rows of a cell all come
@@ -281,24 +289,16 @@ def merged(path: Path, payload: dict) -> dict:
                 f"--merge: {path} records another grid ({key} {recorded.get(key)!r}, this "
                 f"call {payload[key]!r}); give another --name"
             )
-    by_cell: dict[tuple, list[dict]] = {}
-    for row in recorded["rows"]:
-        by_cell.setdefault((row["dataset"], row["tokenizer"]), []).append(row)
-    fresh: dict[tuple, list[dict]] = {}
-    for row in payload["rows"]:
-        fresh.setdefault((row["dataset"], row["tokenizer"]), []).append(row)
-    by_cell.update(fresh)  # a cell run again keeps its place in the table
-    # each earlier measurement names the cells it still holds
+    by_cell, fresh = _by_cell(recorded["rows"]), _by_cell(payload["rows"])
+    # each earlier measurement names the cells it still holds; the recorded call the rest
     earlier = [
         {**info, "cells": [c for c in info["cells"] if tuple(c) not in fresh]}
         for info in recorded.get("earlier_provenance", [])
     ]
-    mine = [
-        list(c)
-        for c in by_cell
-        if c not in fresh and all(list(c) not in e["cells"] for e in earlier)
-    ]
-    earlier = [e for e in [*earlier, {**recorded["provenance"], "cells": mine}] if e["cells"]]
+    claimed = {tuple(c) for info in earlier for c in info["cells"]}
+    last = [list(c) for c in by_cell if c not in fresh and c not in claimed]
+    earlier = [e for e in [*earlier, {**recorded["provenance"], "cells": last}] if e["cells"]]
+    by_cell.update(fresh)  # a cell run again keeps its place in the table
     rows = [row for group in by_cell.values() for row in group]
     return {**payload, "rows": rows, "earlier_provenance": earlier}
 
