@@ -46,10 +46,10 @@ DEFAULT_CODEBOOK_SIZES = {"cid": 32}
 # None. "conservative" is the best arm of the token-level equal-budget grid
 # (benches/results/siit_token.md, "conservative uneven"; 60 epochs in all with rounds=2);
 # "paper" is the method as published; "collaborative" is the item-level arm that validation
-# preferred (benches/results/siit_item.md, siit.md, siit_text_free.md: occurrence
+# preferred (benches/results/siit_item.md, siit_collaborative.md, siit_text_free.md: occurrence
 # evidence contrasted with random positions, the last level only; refining after the
 # baseline's own first cycle, then 40 epochs per round, validated above refining after 60
-# epochs in 4 of siit.md's 6 cells). "auto", the default, is "collaborative" for
+# epochs in 4 of siit_collaborative.md's 6 cells). "auto", the default, is "collaborative" for
 # item-level models and "conservative" for token-level ones. The epoch caps apply only when
 # neither schedule cap is set.
 REFINE_PRESETS: dict[str, dict[str, Any]] = {
